@@ -1,0 +1,1 @@
+"""The pure core: no web, database or file-format libraries are imported here."""

@@ -1,0 +1,1 @@
+"""Use cases. Each function runs inside a transaction the caller opens; no HTTP here."""

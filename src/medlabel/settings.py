@@ -1,0 +1,86 @@
+"""One typed settings object, read from ``MEDLABEL_*`` environment variables.
+
+Settings are built once by the CLI (or a test) and passed explicitly; nothing reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MEDLABEL_", extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path("./medlabel-data"),
+        description="Where the SQLite database, blobs and secrets live.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db. "
+        "Default: SQLite in the data directory.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signing key for CSRF tokens. Default: generated once into "
+        "<data_dir>/secrets/secret.key. Set it when several servers share a DB.",
+    )
+    cookie_secure: bool = Field(
+        default=True,
+        description="Send the session cookie only over HTTPS (browsers treat http://localhost "
+        "as secure). Set false only for plain-HTTP test networks.",
+    )
+    session_idle_minutes: int = 30
+    session_max_hours: int = 12
+    login_max_failures: int = 5
+    login_ip_max_failures: int = 50
+    login_window_minutes: int = 15
+    max_json_bytes: int = 4 * 1024 * 1024
+    max_upload_bytes: int = 20 * 1024 * 1024
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 2
+    trust_proxy_headers: bool = False
+
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir() / 'medlabel.db'}"
+
+    def ensure_data_dir(self) -> Path:
+        root = self.resolved_data_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "secrets").mkdir(mode=0o700, exist_ok=True)
+        return root
+
+    def resolved_secret_key(self) -> bytes:
+        """The deployment's secret; generated into the data directory on first use."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        return read_or_create_secret(self.ensure_data_dir() / "secrets" / "secret.key")
+
+
+def read_or_create_secret(path: Path) -> bytes:
+    """Read a 32-byte hex secret, creating it (mode 0600) atomically if absent."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # fails if another process created it first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    return path.read_text().strip().encode()

@@ -1,0 +1,1 @@
+"""Adapters for persistence: the relational database and the content-addressed blob store."""

@@ -1,0 +1,63 @@
+"""Content-addressed blob store in the data directory.
+
+A blob's name is the SHA-256 of its bytes (``blobs/ab/cd/abcd...``), never anything taken
+from user input. Writes go to a temporary file in the same file system, are fsync'ed and then
+renamed into place, so a blob is either complete or absent; storing the same bytes twice is a
+no-op. Blobs are immutable and only referenced from the database after they exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / "tmp"
+
+    def path(self, sha256: str) -> Path:
+        if not _SHA256_RE.fullmatch(sha256):
+            raise ValueError("blob names are lower-case hex SHA-256 digests")
+        return self.root / "blobs" / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def put_bytes(self, data: bytes) -> str:
+        return self.put_chunks([data])
+
+    def put_chunks(self, chunks: Iterable[bytes]) -> str:
+        """Store the concatenated chunks; return their SHA-256."""
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            final = self.path(sha)
+            if final.exists():
+                os.unlink(tmp_name)
+            else:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp_name, final)
+            return sha
+        except BaseException:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+            raise
+
+    def read_bytes(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()

@@ -1,0 +1,1 @@
+"""The HTTP layer: FastAPI routers, authentication, one error mapping, the static UI."""

@@ -1,0 +1,19 @@
+"""ASGI entry point for multi-worker servers: settings come from MEDLABEL_* variables.
+
+``uvicorn medlabel.web.asgi:app --workers 4`` (or gunicorn with uvicorn workers). Run
+``medlabel db upgrade`` once before starting the workers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first access, not at import time.
+    if name == "app":
+        from medlabel.settings import Settings
+        from medlabel.web.app import create_app
+
+        return create_app(Settings())
+    raise AttributeError(name)
