@@ -31,8 +31,9 @@ from medlabel.storage import migrate
 from medlabel.storage.db import Database
 from medlabel.web.app import create_app
 
-PG_URL = os.environ.get("MEDLABEL_TEST_PG_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_URL = os.environ.get(
+    "MEDLABEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 REQUIRE_PG = os.environ.get("MEDLABEL_TEST_REQUIRE_PG") == "1"
 ADMIN_PASSWORD = "correct horse battery staple"
 USER_PASSWORD = "annotate-all-the-nodules"
@@ -94,8 +95,9 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path,
-           pg_template: str | None) -> Iterator[str]:
+def db_url(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, pg_template: str | None
+) -> Iterator[str]:
     """A fresh, migrated database of each kind."""
     if request.param == "sqlite":
         target = tmp_path / "medlabel.db"
@@ -122,9 +124,14 @@ def clock() -> FakeClock:
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Settings:
     # Cheaper argon2id parameters keep the suite fast; the production defaults are
-    # checked in test_passwords.py.
-    return Settings(data_dir=tmp_path / "data", database_url=db_url, argon2_time_cost=1,
-                    argon2_memory_kib=8192, argon2_parallelism=1)
+    # checked in tests/services/test_passwords.py.
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        argon2_time_cost=1,
+        argon2_memory_kib=8192,
+        argon2_parallelism=1,
+    )
 
 
 @pytest.fixture
@@ -147,8 +154,9 @@ class Api:
         self.csrf: str | None = None
 
     def login(self, username: str, password: str) -> Api:
-        response = self.client.post("/api/auth/login",
-                                    json={"username": username, "password": password})
+        response = self.client.post(
+            "/api/auth/login", json={"username": username, "password": password}
+        )
         assert response.status_code == 200, response.text
         self.csrf = response.json()["csrf_token"]
         return self
@@ -184,8 +192,16 @@ def bootstrap_admin(app: FastAPI) -> Callable[[], None]:
     def make() -> None:
         ctx = app.state.ctx
         with ctx.db.write() as s:
-            users.create_user(s, Actor.cli(), ctx.passwords, ctx.clock, username="root-admin",
-                              password=ADMIN_PASSWORD, display_name="Site Admin", is_admin=True)
+            users.create_user(
+                s,
+                Actor.cli(),
+                ctx.passwords,
+                ctx.clock,
+                username="root-admin",
+                password=ADMIN_PASSWORD,
+                display_name="Site Admin",
+                is_admin=True,
+            )
 
     return make
 
@@ -206,9 +222,10 @@ def make_user(admin: Api, app: FastAPI) -> Callable[..., Api]:
     """Create a user through the API and return a logged-in client for them."""
 
     def make(username: str, *, is_admin: bool = False) -> Api:
-        response = admin.post("/api/users", json={"username": username,
-                                                  "password": USER_PASSWORD,
-                                                  "is_admin": is_admin})
+        response = admin.post(
+            "/api/users",
+            json={"username": username, "password": USER_PASSWORD, "is_admin": is_admin},
+        )
         assert response.status_code == 201, response.text
         return Api(app).login(username, USER_PASSWORD)
 

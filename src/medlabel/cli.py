@@ -126,12 +126,18 @@ def serve(
             workers=workers,
             log_level="info",
             proxy_headers=False,
+            server_header=False,
         )
     else:
         from medlabel.web.app import create_app
 
         uvicorn.run(
-            create_app(settings), host=host, port=port, log_level="info", proxy_headers=False
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=False,
+            server_header=False,
         )
 
 

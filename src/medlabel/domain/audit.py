@@ -129,7 +129,7 @@ def verify_chain(
                 checked=checked,
                 head_seq=expected_seq - 1,
                 head_hash=prev_hash,
-                first_broken_seq=rec.seq if rec.seq >= expected_seq else expected_seq,
+                first_broken_seq=expected_seq,
                 problem=problem,
             )
         anchors.pop(rec.seq, None)

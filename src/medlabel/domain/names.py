@@ -4,17 +4,19 @@ Rules (SECURITY.md case 33): text is NFC-normalised and stripped; control, forma
 (bidi overrides, zero-width), surrogate, private-use and unassigned code points are
 rejected; lengths are bounded. Names that must be unique are compared after
 :func:`fold`, which applies NFKC, case folding and a confusable-skeleton map so that
-``"L\\u0456ver"`` (with a Cyrillic ``і``) or ``"LIVER"`` collide with ``"liver"``.
+``"L\\u0456ver"`` (with a Cyrillic small i) or ``"LIVER"`` collide with ``"liver"``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 
 from medlabel.domain.errors import InvalidInput
 
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn"})
+_LINE_BREAKS = frozenset({"Zl", "Zp"})  # U+2028, U+2029: allowed only in multi-line text
 _MULTILINE_ALLOWED = frozenset({"\n", "\t"})
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -34,7 +36,8 @@ def _offending(value: str, *, multiline: bool) -> str | None:
     for ch in value:
         if multiline and ch in _MULTILINE_ALLOWED:
             continue
-        if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES:
+        category = unicodedata.category(ch)
+        if category in _FORBIDDEN_CATEGORIES or (not multiline and category in _LINE_BREAKS):
             return f"U+{ord(ch):04X}"
     return None
 
@@ -105,9 +108,16 @@ def check_username(value: str, *, field: str = "username") -> str:
 
 
 def slugify_key(name: str) -> str:
-    """A stable machine key from a display name, e.g. ``'Lung nodule' -> 'lung_nodule'``."""
+    """A stable machine key from a display name, e.g. ``'Lung nodule' -> 'lung_nodule'``.
+
+    Names without Latin letters or digits (e.g. Japanese) get ``c_`` and a short hash of
+    the NFC name, so two such classes still get distinct keys.
+    """
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
     key = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
-    if not key or not key[0].isalpha():
-        key = f"c_{key}" if key else "class"
+    if not key:
+        digest = hashlib.sha256(unicodedata.normalize("NFC", name).encode()).hexdigest()
+        return f"c_{digest[:12]}"
+    if not key[0].isalpha():
+        key = f"c_{key}"
     return key[:64]

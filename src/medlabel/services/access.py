@@ -59,10 +59,11 @@ def project_for(
     if project is None:
         raise ProjectNotFound(slug)
     role = member_role(session, project.id, actor.user_id)
-    if role is None:
-        if not actor.is_admin:
-            raise ProjectNotFound(slug)
+    if actor.is_admin and role is not Role.ADMIN:
+        # Site admins act as project admins everywhere, whatever role a membership says.
         return ProjectAccess(project=project, role=Role.ADMIN, via_site_admin=True)
+    if role is None:
+        raise ProjectNotFound(slug)
     if not allows(role, permission):
         raise Forbidden(
             f"Your role in project {slug!r} is {role.value}, which does not allow "

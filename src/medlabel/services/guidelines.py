@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -271,11 +272,26 @@ def add_asset(
 
 def get_asset(session: Session, actor: Actor, slug: str, sha256: str) -> GuidelineAsset:
     access = project_for(session, actor, slug)
-    asset = session.scalar(
-        select(GuidelineAsset).where(
-            GuidelineAsset.project_id == access.project.id, GuidelineAsset.sha256 == sha256
+    # Only a SHA-256 can name an asset (and PostgreSQL would refuse a NUL in the query).
+    asset = (
+        session.scalar(
+            select(GuidelineAsset).where(
+                GuidelineAsset.project_id == access.project.id, GuidelineAsset.sha256 == sha256
+            )
         )
+        if re.fullmatch(r"[0-9a-f]{64}", sha256)
+        else None
     )
     if asset is None:
         raise NotFound(f"Project {slug!r} has no guideline image {sha256[:16]}...")
     return asset
+
+
+def latest_versions(session: Session, project_ids: Sequence[int]) -> dict[int, int]:
+    """The current guideline version of each project (absent: no guidelines yet)."""
+    rows = session.execute(
+        select(GuidelineVersion.project_id, func.max(GuidelineVersion.version))
+        .where(GuidelineVersion.project_id.in_(project_ids))
+        .group_by(GuidelineVersion.project_id)
+    ).all()
+    return {pid: int(v) for pid, v in rows}

@@ -87,6 +87,8 @@ def list_projects(
     if not actor.is_admin:
         query = query.where(ProjectMember.user_id.is_not(None))
     if q:
+        q = clean_text(q, field="q", max_len=128, min_len=0)
+    if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(
             or_(Project.name.ilike(pattern, escape="\\"), Project.slug.ilike(pattern, escape="\\"))

@@ -178,7 +178,12 @@ def _attribute(data: Mapping[str, Any], where: str) -> AttributeSpec:
         minimum=data.get("minimum"),
         maximum=data.get("maximum"),
         max_length=int(data.get("max_length") or 1000),
-        default=data.get("default"),
+        # String defaults are text too: no NUL (PostgreSQL refuses it in JSONB) or bidi tricks.
+        default=clean_text(
+            data["default"], field=f"{where}.default", max_len=100_000, min_len=0, multiline=True
+        )
+        if isinstance(data.get("default"), str)
+        else data.get("default"),
     )
 
 
@@ -259,3 +264,13 @@ def save(
         clock,
     )
     return _view(row)
+
+
+def latest_versions(session: Session, project_ids: Sequence[int]) -> dict[int, int]:
+    """The current schema version of each project (absent: no schema yet)."""
+    rows = session.execute(
+        select(LabelSchemaVersion.project_id, func.max(LabelSchemaVersion.version))
+        .where(LabelSchemaVersion.project_id.in_(project_ids))
+        .group_by(LabelSchemaVersion.project_id)
+    ).all()
+    return {pid: int(v) for pid, v in rows}

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
 
 from medlabel.domain.errors import InvalidInput, PreconditionRequired
 
 
 class StrictModel(BaseModel):
-    """Request bodies: unknown fields are refused (no mass assignment), NaN/inf too."""
+    """Request bodies: unknown fields are refused (no mass assignment), NaN/inf too, and no
+    string anywhere in the body may contain NUL (PostgreSQL cannot store it)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _contains_nul(value):
+            raise PydanticCustomError(
+                "forbidden_character",
+                "contains the control character {char}; remove it and send plain text",
+                {"char": "U+0000"},
+            )
+        return value
+
+
+def _contains_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_contains_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_contains_nul(k) or _contains_nul(v) for k, v in value.items())
+    return False
 
 
 class ResponseModel(BaseModel):

@@ -14,7 +14,7 @@ from medlabel.settings import Settings
 from medlabel.storage.db import Database
 from medlabel.web import errors
 from medlabel.web.context import AppContext
-from medlabel.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from medlabel.web.middleware import RequestLimitsMiddleware, SecurityHeadersMiddleware
 from medlabel.web.routers import audit, auth, guidelines, health, label_schema, me, projects, users
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -42,7 +42,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock =
             return settings.max_upload_bytes
         return settings.max_json_bytes
 
-    app.add_middleware(BodyLimitMiddleware, limit_for=body_limit)
+    app.add_middleware(RequestLimitsMiddleware, limit_for=body_limit)
     app.add_middleware(SecurityHeadersMiddleware)
     for module in (health, auth, me, users, projects, label_schema, guidelines, audit):
         app.include_router(module.router)

@@ -20,6 +20,7 @@ from medlabel.domain.audit import Outcome
 from medlabel.domain.errors import MedlabelError
 from medlabel.services import audit
 from medlabel.services.actor import Actor
+from medlabel.web.middleware import security_headers
 
 log = logging.getLogger("medlabel.web")
 PROBLEM = "application/problem+json"
@@ -114,6 +115,7 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
                 "in": loc[0] if loc else "body",
                 "problem": err.get("type"),
                 "message": err.get("msg"),
+                **({"char": err["ctx"]["char"]} if "char" in (err.get("ctx") or {}) else {}),
             }
         )
     return out
@@ -154,6 +156,8 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error (correlation id %s)", request_id(request))
+    # Starlette sends this response from outside SecurityHeadersMiddleware: add them here.
+    headers = security_headers(request.url.path, request_id(request), request.url.scheme == "https")
     return problem(
         request,
         500,
@@ -162,6 +166,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         "Something went wrong on the server. Nothing was changed by this request "
         "if it failed before its transaction committed; report the correlation id "
         "to an administrator.",
+        headers={k.decode(): v.decode() for k, v in headers.items()},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -28,11 +29,14 @@ class _BodyTooLarge(Exception):
     pass
 
 
-class BodyLimitMiddleware:
-    """Refuse request bodies above a per-path limit with 413, before they are buffered.
+class RequestLimitsMiddleware:
+    """Refuse malformed URLs and oversized bodies before any handler sees them.
 
-    Checks the declared Content-Length first and then counts the bytes actually received,
-    so a wrong Content-Length or an endless chunked body is cut off at the limit too.
+    - A NUL in the path or query string is a 400: no identifier contains one, and
+      PostgreSQL refuses NUL in text parameters, so it must never reach a query.
+    - Bodies above the per-path limit are a 413: the declared Content-Length is checked
+      first, then the bytes actually received are counted, so a wrong Content-Length or an
+      endless chunked body is cut off at the limit too.
     """
 
     def __init__(self, app: ASGIApp, limit_for: Callable[[str], int]) -> None:
@@ -43,6 +47,19 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if (
+            "\x00" in scope["path"]
+            or b"%00" in scope.get("query_string", b"")
+            or (b"\x00" in scope.get("query_string", b""))
+        ):
+            await _send_problem(
+                send,
+                400,
+                "bad_request",
+                "Bad request",
+                "The URL contains a NUL character; remove it.",
+            )
+            return
         limit = self.limit_for(scope["path"])
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
@@ -50,18 +67,27 @@ class BodyLimitMiddleware:
             return
         received = 0
         started = False
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    too_large = True
                     raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if too_large:
+                # The app caught the error (FastAPI turns a failed body read into a 400):
+                # answer 413 instead and drop the app's own response.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    await _send_413(send, limit)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
@@ -81,16 +107,29 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _send_413(send: Send, limit: int) -> None:
-    body = (
-        b'{"type":"https://medlabel.dev/problems/too_large","title":"Request too large",'
-        b'"status":413,"code":"too_large","detail":"The request body is larger than the '
-        + str(limit).encode()
-        + b' bytes this endpoint accepts."}'
+    await _send_problem(
+        send,
+        413,
+        "too_large",
+        "Request too large",
+        f"The request body is larger than the {limit} bytes this endpoint accepts.",
     )
+
+
+async def _send_problem(send: Send, status: int, code: str, title: str, detail: str) -> None:
+    body = json.dumps(
+        {
+            "type": f"https://medlabel.dev/problems/{code}",
+            "title": title,
+            "status": status,
+            "code": code,
+            "detail": detail,
+        }
+    ).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/problem+json"),
                 (b"content-length", str(len(body)).encode()),
@@ -99,6 +138,25 @@ async def _send_413(send: Send, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def security_headers(path: str, request_id: str, https: bool) -> dict[bytes, bytes]:
+    """The headers every response gets (also used for 500s, which are sent from outside
+    this middleware by Starlette's ServerErrorMiddleware)."""
+    extra = {
+        b"x-request-id": request_id.encode(),
+        b"x-content-type-options": b"nosniff",
+        b"x-frame-options": b"DENY",
+        b"referrer-policy": b"no-referrer",
+        b"cross-origin-opener-policy": b"same-origin",
+        b"permissions-policy": b"camera=(), microphone=(), geolocation=()",
+        b"content-security-policy": (CSP_DOCS if path in ("/docs", "/redoc") else CSP_APP).encode(),
+    }
+    if https:
+        extra[b"strict-transport-security"] = b"max-age=63072000; includeSubDomains"
+    if path.startswith("/api/"):
+        extra[b"cache-control"] = b"no-store"
+    return extra
 
 
 class SecurityHeadersMiddleware:
@@ -123,21 +181,7 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers: list[Any] = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                extra = {
-                    b"x-request-id": request_id.encode(),
-                    b"x-content-type-options": b"nosniff",
-                    b"x-frame-options": b"DENY",
-                    b"referrer-policy": b"no-referrer",
-                    b"cross-origin-opener-policy": b"same-origin",
-                    b"permissions-policy": b"camera=(), microphone=(), geolocation=()",
-                    b"content-security-policy": (
-                        CSP_DOCS if path in ("/docs", "/redoc") else CSP_APP
-                    ).encode(),
-                }
-                if https:
-                    extra[b"strict-transport-security"] = b"max-age=63072000; includeSubDomains"
-                if path.startswith("/api/") and b"cache-control" not in present:
-                    extra[b"cache-control"] = b"no-store"
+                extra = security_headers(path, request_id, https)
                 headers.extend((k, v) for k, v in extra.items() if k not in present)
                 message["headers"] = headers
             await send(message)

@@ -60,7 +60,7 @@ def _out(rec: AuditRecord) -> AuditEventOut:
 
 
 Limit = Annotated[int, Query(ge=1, le=1000)]
-AfterSeq = Annotated[int, Query(ge=0)]
+AfterSeq = Annotated[int, Query(ge=0, le=2**63 - 1)]  # larger overflows BIGINT
 Action = Annotated[str | None, Query(max_length=64, pattern=r"^[a-z._]+$")]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 from pydantic import Field
 
 from medlabel.domain.errors import Unsupported
@@ -14,6 +14,8 @@ from medlabel.web.api_models import ResponseModel, StrictModel, base_version, et
 from medlabel.web.deps import Ctx, CurrentActor
 
 router = APIRouter(prefix="/api/projects/{slug}/guidelines", tags=["guidelines"])
+# Bounded so an absurd number is a 422, not an integer overflow in the database.
+VersionNumber = Annotated[int, Path(ge=0, le=2_147_483_647)]
 
 
 class GuidelineIn(StrictModel):
@@ -100,7 +102,7 @@ def list_versions(slug: str, actor: CurrentActor, ctx: Ctx) -> list[GuidelineSum
 
 
 @router.get("/versions/{version}", response_model=GuidelineOut)
-def get_version(slug: str, version: int, actor: CurrentActor, ctx: Ctx) -> GuidelineOut:
+def get_version(slug: str, version: VersionNumber, actor: CurrentActor, ctx: Ctx) -> GuidelineOut:
     with ctx.db.read() as s:
         return _out(slug, guidelines.get_version(s, actor, slug, version))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Path, Response
 from pydantic import Field
 
 from medlabel.domain.labels import AnnotationKind, AttributeType
@@ -14,6 +14,8 @@ from medlabel.web.api_models import ResponseModel, StrictModel, base_version, et
 from medlabel.web.deps import Ctx, CurrentActor
 
 router = APIRouter(prefix="/api/projects/{slug}/schema", tags=["label schema"])
+# Bounded so an absurd number is a 422, not an integer overflow in the database.
+VersionNumber = Annotated[int, Path(ge=0, le=2_147_483_647)]
 
 
 class CodedConceptIn(StrictModel):
@@ -134,7 +136,7 @@ def list_versions(slug: str, actor: CurrentActor, ctx: Ctx) -> list[SchemaVersio
 
 @router.get("/versions/{version}", response_model=SchemaOut)
 def get_version(
-    slug: str, version: int, actor: CurrentActor, ctx: Ctx, response: Response
+    slug: str, version: VersionNumber, actor: CurrentActor, ctx: Ctx, response: Response
 ) -> SchemaOut:
     with ctx.db.read() as s:
         view = schemas.get_version(s, actor, slug, version)

@@ -82,9 +82,19 @@ def list_projects(
     """Projects you are a member of (site admins see all)."""
     with ctx.db.read() as s:
         rows, total = projects.list_projects(s, actor, q=q, sort=sort, limit=limit, offset=offset)
-        return ProjectPage(
-            items=[_out(r.project, r.role) for r in rows], total=total, limit=limit, offset=offset
-        )
+        ids = [r.project.id for r in rows]
+        schema_versions = schemas.latest_versions(s, ids)
+        guideline_versions = guidelines.latest_versions(s, ids)
+        items = [
+            _out(
+                r.project,
+                r.role,
+                schema_version=schema_versions.get(r.project.id, 0),
+                guideline_version=guideline_versions.get(r.project.id, 0),
+            )
+            for r in rows
+        ]
+        return ProjectPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.post("", response_model=ProjectOut, status_code=201)

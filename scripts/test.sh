@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: dependencies, PostgreSQL, Chromium, lint,
+# types, then pytest on SQLite and PostgreSQL. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/bootstrap.sh --dev
+MEDLABEL_TEST_PG_URL="$(scripts/ensure-postgres.sh | tail -n 1)"
+MEDLABEL_TEST_CHROMIUM="$(scripts/ensure-chromium.sh | tail -n 1)"
+export MEDLABEL_TEST_PG_URL MEDLABEL_TEST_CHROMIUM
+export MEDLABEL_TEST_REQUIRE_PG=1 MEDLABEL_TEST_REQUIRE_BROWSER=1
+
+echo "== ruff"
+.venv/bin/ruff check src tests bench
+.venv/bin/ruff format --check src tests bench
+echo "== mypy --strict (domain, services)"
+.venv/bin/mypy
+echo "== pytest (SQLite and PostgreSQL)"
+.venv/bin/pytest -n 2 --dist loadfile "$@"
