@@ -682,7 +682,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dest",
         type=Path,
         default=None,
-        help="data folder (default: $MEDLABEL_DATA_DIR or <repo>/.cache/medlabel-data)",
+        help="data folder (default: $MEDLABEL_SAMPLES_DIR or <repo>/.cache/medlabel-data)",
     )
     parser.add_argument("--manifest", type=Path, default=MANIFEST, help=argparse.SUPPRESS)
     mode = parser.add_mutually_exclusive_group()
@@ -694,7 +694,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def default_dest() -> Path:
-    env = os.environ.get("MEDLABEL_DATA_DIR")
+    env = os.environ.get("MEDLABEL_SAMPLES_DIR")
     return Path(env) if env else DEFAULT_DEST
 
 

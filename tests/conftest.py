@@ -35,6 +35,14 @@ PG_URL = os.environ.get(
     "MEDLABEL_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_PG = os.environ.get("MEDLABEL_TEST_REQUIRE_PG") == "1"
+REQUIRE_DATA = os.environ.get("MEDLABEL_TEST_REQUIRE_DATA") == "1"
+SAMPLES_DIR = (
+    Path(
+        os.environ.get("MEDLABEL_SAMPLES_DIR")
+        or Path(__file__).resolve().parents[1] / ".cache" / "medlabel-data"
+    )
+    / "files"
+)
 ADMIN_PASSWORD = "correct horse battery staple"
 USER_PASSWORD = "annotate-all-the-nodules"
 
@@ -114,6 +122,20 @@ def db_url(
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    """The real medical files of data/manifest.json's "test" tier (scripts/fetch_data.py)."""
+    if not (SAMPLES_DIR / "MANIFEST.sha256").is_file():
+        message = (
+            f"real test files missing in {SAMPLES_DIR}: run "
+            "`python3 scripts/fetch_data.py --tier test`"
+        )
+        if REQUIRE_DATA:
+            raise RuntimeError(message)
+        pytest.skip(message)
+    return SAMPLES_DIR
 
 
 @pytest.fixture
