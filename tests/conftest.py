@@ -153,6 +153,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
         argon2_time_cost=1,
         argon2_memory_kib=8192,
         argon2_parallelism=1,
+        ingest_workers=1,
     )
 
 
@@ -165,7 +166,7 @@ def database(settings: Settings) -> Iterator[Database]:
 
 @pytest.fixture
 def app(settings: Settings, database: Database, clock: FakeClock) -> FastAPI:
-    return create_app(settings, db=database, clock=clock)
+    return create_app(settings, db=database, clock=clock, immediate_jobs=True)
 
 
 class Api:

@@ -95,7 +95,9 @@ class Web:
     """The app built in-process on a data directory the CLI wrote to."""
 
     def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
-        self.settings = Settings(data_dir=data_dir, database_url=database_url)
+        # The CLI changes things in another process; without the in-process credential
+        # cache (web/caches.py), this app sees those changes at once.
+        self.settings = Settings(data_dir=data_dir, database_url=database_url, auth_cache_seconds=0)
         self.db = Database(self.settings.resolved_database_url())
         self.app = create_app(self.settings, db=self.db)
 

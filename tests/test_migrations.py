@@ -23,18 +23,7 @@ from medlabel.storage.db import Database
 from medlabel.storage.models import Base, User
 
 NOW = datetime(2026, 11, 26, 12, 0, 0)
-APP_TABLES = {
-    "user_account",
-    "api_token",
-    "web_session",
-    "login_attempt",
-    "project",
-    "project_member",
-    "label_schema_version",
-    "guideline_version",
-    "guideline_asset",
-    "audit_event",
-}
+APP_TABLES = set(Base.metadata.tables)  # every mapped table comes from a migration
 
 
 def schema_diff(engine: Engine) -> list[Any]:

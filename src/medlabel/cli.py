@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from medlabel import __version__
+from medlabel.cli_options import DEFAULT_DATA_DIR, DataDir
 from medlabel.domain.errors import MedlabelError
 from medlabel.settings import Settings
 
@@ -27,14 +28,6 @@ app.add_typer(user_app, name="user")
 app.add_typer(project_app, name="project")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
-
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir", envvar="MEDLABEL_DATA_DIR", help="Data directory (database, blobs, secrets)."
-    ),
-]
-DEFAULT_DATA_DIR = Path("./medlabel-data")
 
 
 def _version(value: bool) -> None:
@@ -132,7 +125,7 @@ def serve(
         from medlabel.web.app import create_app
 
         uvicorn.run(
-            create_app(settings),
+            create_app(settings, embedded_worker=settings.embedded_worker),
             host=host,
             port=port,
             log_level="info",
@@ -370,5 +363,17 @@ def audit_head(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     )
 
 
+def _register_imaging() -> None:
+    from medlabel import cli_imaging
+
+    cli_imaging.register(app, _ready_db, _settings)
+
+
+_register_imaging()
+
+
 def main() -> None:
+    from medlabel.settings import quiet_third_party_logs
+
+    quiet_third_party_logs()
     app()

@@ -6,6 +6,7 @@ environment at import time.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -31,10 +32,40 @@ class Settings(BaseSettings):
         description="Signing key for CSRF tokens. Default: generated once into "
         "<data_dir>/secrets/secret.key. Set it when several servers share a DB.",
     )
+    deid_secret: SecretStr | None = Field(
+        default=None,
+        description="Key for de-identification (UID remapping, pseudonyms, date shifts). "
+        "Default: generated once into <data_dir>/secrets/deid.key. Losing it means "
+        "re-ingested files get new UIDs and pseudonyms.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:6379/0 to run background jobs on Redis (several servers "
+        "and `medlabel worker` processes). Default: a SQLite queue in the data directory "
+        "consumed inside `medlabel serve`.",
+    )
+    embedded_worker: bool = Field(
+        default=True,
+        description="Run background jobs inside `medlabel serve`. Turn off when separate "
+        "`medlabel worker` processes consume a Redis queue.",
+    )
+    max_archive_bytes: int = Field(default=20 * 1024**3, description="Largest zip upload.")
+    max_archive_entries: int = 100_000
+    max_archive_ratio: int = 200
+    ingest_workers: int = Field(
+        default=0, description="Decoder processes (0: one per core, at most 4)."
+    )
+    ingest_memory_bytes: int = 4 * 1024**3
     cookie_secure: bool = Field(
         default=True,
         description="Send the session cookie only over HTTPS (browsers treat http://localhost "
         "as secure). Set false only for plain-HTTP test networks.",
+    )
+    auth_cache_seconds: float = Field(
+        default=5.0,
+        description="How long a server process may reuse a token/session check and an item "
+        "access decision (pixel endpoints). Changes through another process take effect "
+        "within this time; 0 disables the cache.",
     )
     session_idle_minutes: int = 30
     session_max_hours: int = 12
@@ -68,6 +99,11 @@ class Settings(BaseSettings):
             return self.secret_key.get_secret_value().encode()
         return read_or_create_secret(self.ensure_data_dir() / "secrets" / "secret.key")
 
+    def resolved_deid_secret(self) -> bytes:
+        if self.deid_secret is not None:
+            return self.deid_secret.get_secret_value().encode()
+        return read_or_create_secret(self.ensure_data_dir() / "secrets" / "deid.key")
+
 
 def read_or_create_secret(path: Path) -> bytes:
     """Read a 32-byte hex secret, creating it (mode 0600) atomically if absent."""
@@ -84,3 +120,8 @@ def read_or_create_secret(path: Path) -> bytes:
         finally:
             os.unlink(tmp)
     return path.read_text().strip().encode()
+
+
+def quiet_third_party_logs() -> None:
+    """pydicom logs invalid header values verbatim, which may be PHI: never let them out."""
+    logging.getLogger("pydicom").disabled = True

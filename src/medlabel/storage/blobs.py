@@ -8,11 +8,12 @@ no-op. Blobs are immutable and only referenced from the database after they exis
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -31,22 +32,32 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
-    def put_bytes(self, data: bytes) -> str:
-        return self.put_chunks([data])
+    def put_bytes(self, data: bytes, *, sync: bool = True) -> str:
+        return self.put_chunks([data], sync=sync)
 
-    def put_chunks(self, chunks: Iterable[bytes]) -> str:
-        """Store the concatenated chunks; return their SHA-256."""
+    def put_chunks(
+        self, chunks: Iterable[bytes], *, sync: bool = True, name: str | None = None
+    ) -> str:
+        """Store the concatenated chunks; return their SHA-256 (or ``name`` when given).
+
+        ``sync=False`` skips the per-file fsync: the caller must call :meth:`sync` before it
+        records the blob anywhere (ingest batches many blobs into one sync). ``name`` stores
+        a blob *derived* deterministically from another one under a name computed from its
+        source (see :func:`derived_name`) without hashing the content.
+        """
         self._tmp.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
+        digest = hashlib.sha256() if name is None else None
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix="blob-")
         try:
             with os.fdopen(fd, "wb") as out:
                 for chunk in chunks:
-                    digest.update(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     out.write(chunk)
                 out.flush()
-                os.fsync(out.fileno())
-            sha = digest.hexdigest()
+                if sync:
+                    os.fsync(out.fileno())
+            sha = digest.hexdigest() if digest is not None else str(name)
             final = self.path(sha)
             if final.exists():
                 os.unlink(tmp_name)
@@ -61,3 +72,29 @@ class BlobStore:
 
     def read_bytes(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
+
+    def sync(self) -> None:
+        """Flush everything written to the blob store's file system to stable storage."""
+        (self.root / "blobs").mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / "blobs", os.O_RDONLY)
+        try:
+            if _syncfs is None or _syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+
+def derived_name(source_sha256: str, what: str) -> str:
+    """The blob name of something computed deterministically from blob ``source_sha256``."""
+    return hashlib.sha256(f"{source_sha256}:{what}".encode()).hexdigest()
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.syncfs  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs()

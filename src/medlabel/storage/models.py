@@ -183,3 +183,126 @@ class AuditEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JsonType)
     prev_hash: Mapped[str] = mapped_column(String(64))
     row_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+# ---- imaging ---------------------------------------------------------------------------
+
+
+class Patient(Base):
+    """A pseudonymous patient; the pseudonym is a keyed hash of the original PatientID."""
+
+    __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("project_id", "pseudonym"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    pseudonym: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Study(Base):
+    __tablename__ = "study"
+    __table_args__ = (UniqueConstraint("project_id", "study_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    patient_id: Mapped[int] = mapped_column(
+        ForeignKey("patient.id", ondelete="CASCADE"), index=True
+    )
+    study_uid: Mapped[str] = mapped_column(String(64))  # de-identified
+    study_date: Mapped[str | None] = mapped_column(String(8))  # shifted, YYYYMMDD
+    description: Mapped[str] = mapped_column(String(256), default="")  # cleaned
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class Item(Base):
+    """The unit of annotation: a volume, an image, a cine, a stack or a slide."""
+
+    __tablename__ = "item"
+    __table_args__ = (
+        UniqueConstraint("project_id", "content_key"),
+        Index("ix_item_project_status", "project_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    study_id: Mapped[int | None] = mapped_column(
+        ForeignKey("study.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))
+    source_format: Mapped[str] = mapped_column(String(16))  # dicom, nifti, photo, slide
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    series_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    label: Mapped[str] = mapped_column(String(200), default="")
+    content_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # ready, quarantined, superseded
+    quarantine_reasons: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    flags: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    geometry: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    pixel: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    source_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    released_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    released_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+
+class Instance(Base):
+    """One de-identified DICOM instance (the stored file is a blob named by its SHA-256)."""
+
+    __tablename__ = "instance"
+    __table_args__ = (UniqueConstraint("project_id", "sop_instance_uid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    series_uid: Mapped[str] = mapped_column(String(64), index=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64))
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    frames_sha256: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    frames: Mapped[int] = mapped_column(Integer)
+    info: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    quarantine_reasons: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+
+
+class IngestJob(Base):
+    __tablename__ = "ingest_job"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, not enumerable
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    source: Mapped[str] = mapped_column(String(16))  # files, upload, dicomdir
+    state: Mapped[str] = mapped_column(String(16))  # queued, running, done, failed
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict[str, int]] = mapped_column(JsonType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    started_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+
+class IngestFile(Base):
+    """One file of an ingest job. Original names are PHI and are never stored: a file is
+    known by its position in the job (and its size and hash)."""
+
+    __tablename__ = "ingest_file"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("ingest_job.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16), default="")
+    outcome: Mapped[str] = mapped_column(
+        String(16)
+    )  # pending, ingested, duplicate, quarantined, rejected
+    reason: Mapped[str | None] = mapped_column(Text)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("item.id", ondelete="SET NULL"))
+    series_uid: Mapped[str | None] = mapped_column(String(64))  # de-identified, DICOM only

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -10,22 +12,57 @@ from fastapi.staticfiles import StaticFiles
 
 from medlabel import __version__
 from medlabel.services.actor import Clock, utcnow
-from medlabel.settings import Settings
+from medlabel.settings import Settings, quiet_third_party_logs
 from medlabel.storage.db import Database
 from medlabel.web import errors
 from medlabel.web.context import AppContext
 from medlabel.web.middleware import RequestLimitsMiddleware, SecurityHeadersMiddleware
-from medlabel.web.routers import audit, auth, guidelines, health, label_schema, me, projects, users
+from medlabel.web.routers import (
+    audit,
+    auth,
+    guidelines,
+    health,
+    ingest,
+    items,
+    label_schema,
+    me,
+    projects,
+    users,
+)
 
 STATIC_DIR = Path(__file__).with_name("static")
 UPLOAD_PATH_SUFFIXES = ("/guidelines/assets",)
 
 
-def create_app(settings: Settings, *, db: Database | None = None, clock: Clock = utcnow) -> FastAPI:
-    """Build the app for ``settings``; the database must already be migrated."""
+def create_app(
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    clock: Clock = utcnow,
+    immediate_jobs: bool = False,
+    embedded_worker: bool = False,
+) -> FastAPI:
+    """Build the app for ``settings``; the database must already be migrated.
+
+    ``immediate_jobs`` runs background jobs inside the request (tests); ``embedded_worker``
+    consumes the queue in threads of this process while the app runs (``medlabel serve``).
+    """
+    quiet_third_party_logs()
     database = db or Database(settings.resolved_database_url())
-    ctx = AppContext.build(settings, database, clock)
+    ctx = AppContext.build(settings, database, clock, immediate_jobs=immediate_jobs)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if embedded_worker:
+            ctx.queue.start_consumer(workers=1)
+        try:
+            yield
+        finally:
+            if embedded_worker:
+                ctx.queue.stop_consumer()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="medlabel",
         version=__version__,
         description="Trustworthy ground truth for healthcare AI. Authenticate with the "
@@ -40,11 +77,24 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock =
     def body_limit(path: str) -> int:
         if path.endswith(UPLOAD_PATH_SUFFIXES):
             return settings.max_upload_bytes
+        if path.endswith("/ingest"):
+            return settings.max_archive_bytes
         return settings.max_json_bytes
 
     app.add_middleware(RequestLimitsMiddleware, limit_for=body_limit)
     app.add_middleware(SecurityHeadersMiddleware)
-    for module in (health, auth, me, users, projects, label_schema, guidelines, audit):
+    for module in (
+        health,
+        auth,
+        me,
+        users,
+        projects,
+        label_schema,
+        guidelines,
+        audit,
+        ingest,
+        items,
+    ):
         app.include_router(module.router)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -15,5 +15,6 @@ def __getattr__(name: str) -> Any:
         from medlabel.settings import Settings
         from medlabel.web.app import create_app
 
-        return create_app(Settings())
+        settings = Settings()
+        return create_app(settings, embedded_worker=settings.embedded_worker)
     raise AttributeError(name)

@@ -11,20 +11,24 @@ token.
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from medlabel.domain.errors import Forbidden, Unauthenticated
 from medlabel.services import auth
 from medlabel.services.actor import Actor
+from medlabel.storage.models import ApiToken
 from medlabel.web.context import AppContext
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "X-CSRF-Token"
 
 
-def get_ctx(request: Request) -> AppContext:
+async def get_ctx(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 
@@ -62,71 +66,108 @@ def _bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value else None
 
 
-def authenticate(request: Request, ctx: Ctx) -> Actor:
-    """The acting user, from a bearer token or the session cookie; 401 otherwise."""
-    ip, ua = client_ip(request, ctx), user_agent_hash(request)
-    token = _bearer(request)
-    if token is not None:
-        with ctx.db.read() as s:
-            checked = auth.check_token(s, token, ctx.clock)
-        if checked is None:
-            raise Unauthenticated(
-                "The API token is invalid, expired or revoked. Create a new "
-                "one with POST /api/me/tokens.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if checked.needs_touch:
-            with ctx.db.write() as s:
-                auth.touch_token(s, checked.token_id, ctx.clock)
-        actor = Actor(
-            user_id=checked.user.id,
-            username=checked.user.username,
-            is_admin=checked.user.is_admin,
-            via="token",
-            client_ip=ip,
-            user_agent_hash=ua,
-        )
-    else:
-        actor = _session_actor(request, ctx, ip, ua)
-    request.state.actor = actor
-    return actor
+@dataclass(frozen=True)
+class Principal:
+    """A checked credential: who it belongs to and until when it may be reused."""
+
+    user_id: int
+    username: str
+    is_admin: bool
+    via: str
+    session_id_hash: str | None = None
+    expires_at: datetime | None = None
 
 
-def _session_actor(request: Request, ctx: AppContext, ip: str | None, ua: str | None) -> Actor:
-    cookie = request.cookies.get(ctx.session_cookie)
-    if not cookie:
-        raise Unauthenticated(
-            "Log in first (POST /api/auth/login) or send an API token as "
-            "'Authorization: Bearer <token>'.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+_BAD_TOKEN_TEXT = (
+    "The API token is invalid, expired or revoked. Create a new one with POST /api/me/tokens."  # noqa: S105
+)
+_NO_LOGIN = (
+    "Log in first (POST /api/auth/login) or send an API token as 'Authorization: Bearer <token>'."
+)
+_ENDED = "Your session has ended (logged out, idle too long or expired); log in again."
+
+
+def _lookup_token(ctx: AppContext, token: str) -> Principal | None:
+    with ctx.db.read() as s:
+        checked = auth.check_token(s, token, ctx.clock)
+        expires = None
+        if checked is not None:
+            row = s.get(ApiToken, checked.token_id)
+            expires = row.expires_at if row is not None else None
+    if checked is None:
+        return None
+    if checked.needs_touch:
+        with ctx.db.write() as s:
+            auth.touch_token(s, checked.token_id, ctx.clock)
+    user = checked.user
+    return Principal(user.id, user.username, user.is_admin, "token", expires_at=expires)
+
+
+def _lookup_session(ctx: AppContext, cookie: str) -> Principal | None:
     with ctx.db.read() as s:
         checked = auth.check_session(s, cookie, ctx.login_policy, ctx.clock)
     if checked is None:
-        raise Unauthenticated(
-            "Your session has ended (logged out, idle too long or expired); log in again."
-        )
-    if request.method not in SAFE_METHODS:
-        check_origin(request)
-        expected = auth.csrf_token(ctx.secret_key, checked.id_hash)
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(sent.encode(), expected.encode()):
-            raise Forbidden(
-                f"Missing or wrong {CSRF_HEADER} header. Read the token from "
-                "GET /api/auth/session and send it with every change."
-            )
+        return None
     if checked.needs_touch:
         with ctx.db.write() as s:
             auth.touch_session(s, checked.id_hash, ctx.clock)
-    return Actor(
-        user_id=checked.user.id,
-        username=checked.user.username,
-        is_admin=checked.user.is_admin,
-        via="session",
-        session_id_hash=checked.id_hash,
-        client_ip=ip,
-        user_agent_hash=ua,
+    user = checked.user
+    return Principal(user.id, user.username, user.is_admin, "session", checked.id_hash)
+
+
+async def _principal(ctx: AppContext, kind: str, secret: str) -> Principal | None:
+    """A cached check of a token or session secret (see web/caches.py)."""
+    key = f"{kind}:{auth.sha256_hex(secret)}"
+    found = ctx.principals.get(key)
+    if found is None:
+        lookup = _lookup_token if kind == "token" else _lookup_session
+        found = await run_in_threadpool(lookup, ctx, secret)
+        if found is not None:
+            ctx.principals.put(key, found)
+    if found is not None and found.expires_at is not None and ctx.clock() >= found.expires_at:
+        return None
+    return found
+
+
+def _check_csrf(request: Request, ctx: AppContext, id_hash: str) -> None:
+    check_origin(request)
+    expected = auth.csrf_token(ctx.secret_key, id_hash)
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), expected.encode()):
+        raise Forbidden(
+            f"Missing or wrong {CSRF_HEADER} header. Read the token from "
+            "GET /api/auth/session and send it with every change."
+        )
+
+
+async def authenticate(request: Request, ctx: Ctx) -> Actor:
+    """The acting user, from a bearer token or the session cookie; 401 otherwise."""
+    token = _bearer(request)
+    if token is not None:
+        principal = await _principal(ctx, "token", token)
+        if principal is None:
+            raise Unauthenticated(_BAD_TOKEN_TEXT, headers={"WWW-Authenticate": "Bearer"})
+    else:
+        cookie = request.cookies.get(ctx.session_cookie)
+        if not cookie or len(cookie) > 256:
+            raise Unauthenticated(_NO_LOGIN, headers={"WWW-Authenticate": "Bearer"})
+        principal = await _principal(ctx, "session", cookie)
+        if principal is None:
+            raise Unauthenticated(_ENDED)
+        if request.method not in SAFE_METHODS:
+            assert principal.session_id_hash is not None
+            _check_csrf(request, ctx, principal.session_id_hash)
+    actor = Actor(
+        user_id=principal.user_id,
+        username=principal.username,
+        is_admin=principal.is_admin,
+        via=principal.via,
+        session_id_hash=principal.session_id_hash,
+        client_ip=client_ip(request, ctx),
+        user_agent_hash=user_agent_hash(request),
     )
+    request.state.actor = actor
+    return actor
 
 
 CurrentActor = Annotated[Actor, Depends(authenticate)]

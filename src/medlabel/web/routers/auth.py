@@ -72,6 +72,7 @@ def logout(actor: CurrentActor, response: Response, ctx: Ctx) -> Response:
     if actor.via == "session":
         with ctx.db.write() as s:
             auth.logout(s, actor, ctx.clock)
+        ctx.forget_access()
     response = Response(status_code=204)
     response.delete_cookie(
         ctx.session_cookie,

@@ -66,6 +66,7 @@ def change_password(body: PasswordChangeIn, actor: CurrentActor, ctx: Ctx) -> Re
         users.set_password(
             s, actor, ctx.passwords, ctx.clock, username=user.username, password=body.new_password
         )
+    ctx.forget_access()
     return Response(status_code=204)
 
 
@@ -89,4 +90,5 @@ def create_token(body: TokenIn, actor: CurrentActor, ctx: Ctx) -> dict[str, obje
 def revoke_token(token_id: int, actor: CurrentActor, ctx: Ctx) -> Response:
     with ctx.db.write() as s:
         auth.revoke_token(s, actor, ctx.clock, token_id)
+    ctx.forget_access()
     return Response(status_code=204)

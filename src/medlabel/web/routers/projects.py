@@ -150,13 +150,15 @@ def set_member(
     """Add a user to the project or change their role (project admins)."""
     with ctx.db.write() as s:
         m = projects.set_member(s, actor, ctx.clock, slug, username, body.role)
-        return MemberOut(
-            username=m.username, display_name=m.display_name, role=m.role, added_at=iso(m.added_at)
-        )
+    ctx.forget_access()
+    return MemberOut(
+        username=m.username, display_name=m.display_name, role=m.role, added_at=iso(m.added_at)
+    )
 
 
 @router.delete("/{slug}/members/{username}", status_code=204)
 def remove_member(slug: str, username: str, actor: CurrentActor, ctx: Ctx) -> Response:
     with ctx.db.write() as s:
         projects.remove_member(s, actor, ctx.clock, slug, username)
+    ctx.forget_access()
     return Response(status_code=204)

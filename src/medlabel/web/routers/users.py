@@ -63,7 +63,9 @@ def update_user(username: str, body: UserPatch, actor: CurrentActor, ctx: Ctx) -
             is_admin=body.is_admin,
             is_active=body.is_active,
         )
-        return UserOut.model_validate(users.view(user))
+        out = UserOut.model_validate(users.view(user))
+    ctx.forget_access()
+    return out
 
 
 @router.put("/{username}/password", status_code=204)
@@ -73,4 +75,5 @@ def set_password(username: str, body: PasswordIn, actor: CurrentActor, ctx: Ctx)
         users.set_password(
             s, actor, ctx.passwords, ctx.clock, username=username, password=body.password
         )
+    ctx.forget_access()
     return Response(status_code=204)

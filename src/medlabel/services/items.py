@@ -1,0 +1,150 @@
+"""Items: listing, reading, and releasing quarantined ones.
+
+Quarantined items (possible burned-in text) are invisible to everyone whose role cannot
+release them: they are a 404 like any object one may not see. Releasing is audited with a
+reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from medlabel.domain.errors import Conflict, NotFound
+from medlabel.domain.names import clean_text
+from medlabel.domain.roles import Permission, allows
+from medlabel.services import audit
+from medlabel.services.access import ProjectAccess, project_for
+from medlabel.services.actor import Actor, Clock
+from medlabel.storage.models import Instance, Item, Project, Study
+
+ItemStatus = Literal["ready", "quarantined", "superseded", "all"]
+
+
+@dataclass(frozen=True)
+class ItemAccess:
+    item: Item
+    access: ProjectAccess
+
+    @property
+    def can_release(self) -> bool:
+        return allows(self.access.role, Permission.QUARANTINE_RELEASE)
+
+
+class ItemNotFound(NotFound):
+    def __init__(self, item_id: int) -> None:
+        super().__init__(
+            f"There is no item {item_id} that you can see.",
+            extra={"audit_denied": {"object_type": "item", "object_id": str(item_id)}},
+        )
+
+
+def item_for(
+    session: Session, actor: Actor, item_id: int, permission: Permission = Permission.ITEMS_READ
+) -> ItemAccess:
+    """Load an item the actor may see; 404 for other projects' and hidden items."""
+    row = session.execute(
+        select(Item, Project.slug)
+        .join(Project, Project.id == Item.project_id)
+        .where(Item.id == item_id)
+    ).first()
+    if row is None:
+        raise ItemNotFound(item_id)
+    item, slug = row
+    try:
+        access = project_for(session, actor, slug, permission)
+    except NotFound as exc:
+        raise ItemNotFound(item_id) from exc
+    result = ItemAccess(item=item, access=access)
+    if item.status == "quarantined" and not result.can_release:
+        raise ItemNotFound(item_id)
+    return result
+
+
+def list_items(
+    session: Session,
+    actor: Actor,
+    slug: str,
+    *,
+    status: ItemStatus,
+    kind: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Item], int, ProjectAccess]:
+    access = project_for(session, actor, slug, Permission.ITEMS_READ)
+    query = select(Item).where(Item.project_id == access.project.id)
+    may_see_quarantine = allows(access.role, Permission.QUARANTINE_RELEASE)
+    if status != "all":
+        query = query.where(Item.status == status)
+    elif not may_see_quarantine:
+        query = query.where(Item.status == "ready")
+    if status == "quarantined" and not may_see_quarantine:
+        query = query.where(Item.id.is_(None))
+    if kind:
+        query = query.where(Item.kind == kind)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = list(session.scalars(query.order_by(Item.id).limit(limit).offset(offset)))
+    return rows, total, access
+
+
+def release(session: Session, actor: Actor, clock: Clock, item_id: int, reason: str) -> Item:
+    """Release a quarantined item to annotators (admins; audited with the reason)."""
+    target = item_for(session, actor, item_id, Permission.QUARANTINE_RELEASE)
+    item = target.item
+    if item.status != "quarantined":
+        raise Conflict(f"Item {item_id} is not in quarantine (status {item.status}).")
+    reason = clean_text(reason, field="reason", max_len=2000, multiline=True)
+    item.status, item.released_at, item.released_by = "ready", clock(), actor.user_id
+    session.execute(
+        update(Instance)
+        .where(
+            Instance.sop_instance_uid.in_(item.details.get("instances") or []),
+            Instance.project_id == item.project_id,
+        )
+        .values(quarantine_reasons=[])
+    )
+    audit.record(
+        session,
+        audit.entry(
+            actor,
+            "deid.release",
+            role=target.access.audit_role,
+            object_type="item",
+            object_id=item.id,
+            project_id=item.project_id,
+            reason=reason,
+            detail={"reasons": list(item.quarantine_reasons)},
+        ),
+        clock,
+    )
+    return item
+
+
+def view(item: Item, study: Study | None = None) -> dict[str, Any]:
+    """The metadata the viewer needs (no blob names: pixels come from the pixel API)."""
+    pixel = {k: v for k, v in item.pixel.items() if k not in ("blobs",)}
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "source_format": item.source_format,
+        "modality": item.modality,
+        "label": item.label,
+        "status": item.status,
+        "quarantine_reasons": item.quarantine_reasons,
+        "flags": item.flags,
+        "details": {k: v for k, v in item.details.items() if k != "instances"},
+        "geometry": item.geometry,
+        "pixel": pixel,
+        "series_uid": item.series_uid,
+        "study": None
+        if study is None
+        else {
+            "study_uid": study.study_uid,
+            "study_date": study.study_date,
+            "description": study.description,
+        },
+        "instances": len(item.details.get("instances") or []),
+    }

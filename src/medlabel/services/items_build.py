@@ -1,0 +1,293 @@
+"""Building items from ingested content.
+
+DICOM instances become items through series assembly (``domain/series.py``), once per
+touched series at the end of a job; NIfTI volumes, photos and slides are items on their own.
+An item's ``pixel`` JSON says where its decoded frames are: a list of raw blobs (one per
+instance, or one per file) in item order, with their dtype and frame counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from medlabel.domain import series as series_domain
+from medlabel.domain.audit import AuditEntry, Outcome
+from medlabel.services import audit
+from medlabel.services.actor import Clock
+from medlabel.storage.models import IngestFile, Instance, Item
+
+if TYPE_CHECKING:
+    from medlabel.services.ingest import IngestDeps
+    from medlabel.services.ingest_worker import FileResult
+
+CT_WINDOW = [{"name": "soft tissue", "center": 40.0, "width": 400.0}]
+
+
+def content_key(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def record_volume(
+    s: Session, clock: Clock, project_id: int, result: FileResult
+) -> tuple[str, str | None, int | None]:
+    """Create the item of a NIfTI volume, photo or slide (or find it: a duplicate)."""
+    volume, frames = result.volume, result.frames
+    assert volume is not None
+    key_source = volume.get("source_sha256") or (frames.sha256 if frames else "")
+    key = content_key(volume["format"], key_source)
+    existing = s.scalar(select(Item).where(Item.project_id == project_id, Item.content_key == key))
+    if existing is not None:
+        return "duplicate", "this file was ingested before (same content)", existing.id
+    kind = _volume_kind(volume)
+    pixel: dict[str, Any] = {"blobs": [], "frames": 0}
+    if frames is not None:
+        pixel = {
+            "dtype": frames.dtype,
+            "rows": frames.rows,
+            "columns": frames.columns,
+            "samples": frames.samples,
+            "frames": frames.frames,
+            "timepoints": volume.get("timepoints", 1),
+            "blobs": [{"sha256": frames.sha256, "frames": frames.frames, "dtype": frames.dtype}],
+            "photometric": "RGB" if frames.samples == 3 else "MONOCHROME2",
+            "invert": False,
+            "windows": [],
+        }
+    if volume["format"] == "slide":
+        pixel["slide"] = volume["slide"]
+    reasons = list(result.quarantine_reasons)
+    item = Item(
+        project_id=project_id,
+        study_id=None,
+        kind=kind,
+        source_format=volume["format"],
+        modality={"photo": "XC", "slide": "SM"}.get(
+            volume["format"], "MR" if kind == "volume" else ""
+        ),
+        series_uid=None,
+        label=_volume_label(volume),
+        content_key=key,
+        status="quarantined" if reasons else "ready",
+        quarantine_reasons=reasons,
+        flags=[],
+        details={},
+        geometry=volume["geometry"],
+        pixel=pixel,
+        source_sha256=volume.get("source_sha256"),
+        created_at=clock(),
+    )
+    s.add(item)
+    s.flush()
+    if reasons:
+        audit.record(
+            s,
+            AuditEntry(
+                action="deid.quarantine",
+                outcome=Outcome.SUCCESS,
+                actor_role="system",
+                object_type="item",
+                object_id=str(item.id),
+                project_id=project_id,
+                detail={"reasons": reasons},
+            ),
+            clock,
+        )
+    return ("quarantined" if reasons else "ingested"), None, item.id
+
+
+def _volume_kind(volume: dict[str, Any]) -> str:
+    if volume["format"] == "slide":
+        return series_domain.ItemKind.SLIDE.value
+    if volume["format"] == "photo":
+        return series_domain.ItemKind.IMAGE.value
+    return series_domain.ItemKind.VOLUME.value
+
+
+def _volume_label(volume: dict[str, Any]) -> str:
+    return {"nifti": "NIfTI volume", "photo": "Photograph", "slide": "Whole-slide image"}[
+        volume["format"]
+    ]
+
+
+# ---- DICOM series ---------------------------------------------------------------------
+
+
+def build_for_job(deps: IngestDeps, job_id: str, project_id: int) -> None:
+    """Re-assemble every series that received instances in this job."""
+    with deps.db.read() as s:
+        touched = sorted(
+            set(
+                s.scalars(
+                    select(Instance.series_uid)
+                    .join(IngestFile, IngestFile.job_id == job_id)
+                    .where(Instance.project_id == project_id)
+                    .where(Instance.blob_sha256.is_not(None))
+                )
+            )
+        )
+    for series_uid in touched:
+        with deps.db.write() as s:
+            build_series(s, deps.clock, project_id, series_uid)
+
+
+def _record(inst: Instance) -> series_domain.SliceRecord:
+    r = inst.info["record"]
+    return series_domain.SliceRecord(
+        key=inst.sop_instance_uid,
+        series_uid=inst.series_uid,
+        rows=r["rows"],
+        columns=r["columns"],
+        frames=r["frames"] or 1,
+        samples_per_pixel=r["samples_per_pixel"] or 1,
+        orientation=tuple(r["orientation"]) if r["orientation"] else None,
+        position=tuple(r["position"]) if r["position"] else None,
+        pixel_spacing=tuple(r["pixel_spacing"]) if r["pixel_spacing"] else None,
+        frame_of_reference_uid=r["frame_of_reference_uid"],
+        instance_number=r["instance_number"],
+        acquisition_number=r["acquisition_number"],
+        echo_number=r["echo_number"],
+        temporal_position=r["temporal_position"],
+        per_frame_positions=tuple(tuple(p) for p in r["per_frame_positions"])
+        if r["per_frame_positions"]
+        else None,
+    )
+
+
+def build_series(s: Session, clock: Clock, project_id: int, series_uid: str) -> list[Item]:
+    """Assemble one series into items; items that no longer match become superseded."""
+    instances = list(
+        s.scalars(
+            select(Instance).where(
+                Instance.project_id == project_id, Instance.series_uid == series_uid
+            )
+        )
+    )
+    by_uid = {i.sop_instance_uid: i for i in instances}
+    assembled = series_domain.assemble([_record(i) for i in instances])
+    keep: list[Item] = []
+    for part in assembled:
+        members = [by_uid[k] for k in part.members]
+        key = content_key(
+            part.kind.value, *part.members, ",".join(map(str, part.frame_order or ()))
+        )
+        item = s.scalar(select(Item).where(Item.project_id == project_id, Item.content_key == key))
+        if item is None:
+            item = _new_series_item(s, clock, project_id, part, members, key)
+        keep.append(item)
+    kept_ids = {i.id for i in keep}
+    for old in s.scalars(
+        select(Item).where(
+            Item.project_id == project_id,
+            Item.series_uid == series_uid,
+            Item.status != "superseded",
+        )
+    ):
+        if old.id not in kept_ids:
+            old.status = "superseded"
+    return keep
+
+
+def _new_series_item(
+    s: Session,
+    clock: Clock,
+    project_id: int,
+    part: series_domain.AssembledItem,
+    members: list[Instance],
+    key: str,
+) -> Item:
+    first = members[0]
+    reasons = sorted({r for m in members for r in (m.quarantine_reasons or [])})
+    modality = first.info.get("modality", "")
+    description = first.info.get("series_description", "")
+    label = description if description.startswith(modality) else f"{modality} {description}"
+    label = label.strip()
+    if part.label:
+        label = f"{label} ({part.label})"
+    item = Item(
+        project_id=project_id,
+        study_id=first.study_id,
+        kind=part.kind.value,
+        source_format="dicom",
+        modality=modality,
+        series_uid=part.series_uid,
+        label=label[:200],
+        content_key=key,
+        status="quarantined" if reasons else "ready",
+        quarantine_reasons=reasons,
+        flags=[*part.flags, *_spacing_flags(first.info["display"].get("spacing_source"))],
+        details={
+            **part.details,
+            "slice_positions_mm": list(part.slice_positions_mm)
+            if part.slice_positions_mm
+            else None,
+            "instances": [m.sop_instance_uid for m in members],
+        },
+        geometry=part.geometry.to_dict(),
+        pixel=_series_pixel(part, members, modality),
+        source_sha256=None,
+        created_at=clock(),
+    )
+    s.add(item)
+    s.flush()
+    if reasons:
+        audit.record(
+            s,
+            AuditEntry(
+                action="deid.quarantine",
+                actor_role="system",
+                object_type="item",
+                object_id=str(item.id),
+                project_id=project_id,
+                detail={"reasons": reasons},
+            ),
+            clock,
+        )
+    return item
+
+
+def _spacing_flags(source: str | None) -> list[str]:
+    """Say where millimetres come from when they are not a patient-plane PixelSpacing."""
+    return {
+        None: ["no_spacing"],  # measurements are in pixels
+        "ImagerPixelSpacing": ["spacing_at_detector"],  # not corrected for magnification
+        "ultrasound-region": ["spacing_from_ultrasound_region"],
+    }.get(source, [])
+
+
+def _series_pixel(
+    part: series_domain.AssembledItem, members: list[Instance], modality: str
+) -> dict[str, Any]:
+    blobs = [
+        {"sha256": m.frames_sha256, "frames": m.frames, "dtype": m.info["pixels"]["dtype"]}
+        for m in members
+    ]
+    dtypes = {b["dtype"] for b in blobs}
+    first = members[0].info
+    display = first["display"]
+    windows = [
+        {"name": f"header {n + 1}", "center": c, "width": w}
+        for n, (c, w) in enumerate(
+            zip(display["window_centers"], display["window_widths"], strict=False)
+        )
+    ]
+    return {
+        "dtype": dtypes.pop() if len(dtypes) == 1 else "float32",
+        "rows": first["pixels"]["rows"],
+        "columns": first["pixels"]["columns"],
+        "samples": first["pixels"]["samples"],
+        "frames": sum(int(b["frames"]) for b in blobs),
+        "timepoints": 1,
+        "blobs": blobs,
+        "frame_order": list(part.frame_order) if part.frame_order else None,
+        "photometric": "RGB"
+        if first["pixels"]["samples"] == 3
+        else ("MONOCHROME1" if display["invert"] else "MONOCHROME2"),
+        "invert": bool(display["invert"]),
+        "units": "HU" if modality == "CT" else "",
+        "windows": windows or (CT_WINDOW if modality == "CT" else []),
+        "frame_time_ms": display.get("frame_time_ms"),
+    }
