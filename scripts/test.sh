@@ -9,8 +9,8 @@ MEDLABEL_TEST_PG_URL="$(scripts/ensure-postgres.sh | tail -n 1)"
 MEDLABEL_TEST_CHROMIUM="$(scripts/ensure-chromium.sh | tail -n 1)"
 export MEDLABEL_TEST_PG_URL MEDLABEL_TEST_CHROMIUM
 export MEDLABEL_TEST_REQUIRE_PG=1 MEDLABEL_TEST_REQUIRE_BROWSER=1 MEDLABEL_TEST_REQUIRE_DATA=1
-echo "== real medical test files (data/manifest.json, sha256-checked)"
-.venv/bin/python scripts/fetch_data.py --tier test
+echo "== real medical sample files (data/manifest.json tiers test + demo, sha256-checked)"
+.venv/bin/python scripts/fetch_data.py --tier test --tier demo
 
 echo "== ruff"
 .venv/bin/ruff check src tests bench

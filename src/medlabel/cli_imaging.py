@@ -55,9 +55,15 @@ def register(app: typer.Typer, ready_db: Any, settings_for: Any) -> None:
 
     @app.command("ingest")
     def ingest_command(
-        paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
-        project: Annotated[str, typer.Option("--project", help="Project slug.")],
+        paths: Annotated[
+            list[Path] | None, typer.Argument(help="Files and folders to ingest.")
+        ] = None,
+        project: Annotated[str | None, typer.Option("--project", help="Project slug.")] = None,
         data_dir: DataDir = DEFAULT_DATA_DIR,
+        resume: Annotated[
+            str | None,
+            typer.Option("--resume", help="Finish a job that was interrupted (its id)."),
+        ] = None,
         queue: Annotated[
             bool,
             typer.Option("--queue", help="Hand the job to the workers instead of running it here."),
@@ -71,7 +77,12 @@ def register(app: typer.Typer, ready_db: Any, settings_for: Any) -> None:
         settings = settings_for(data_dir)
         db = ready_db(settings)
         try:
-            _ingest(settings, db, project, paths, queue)
+            if resume:
+                _resume(settings, db, resume)
+            elif not paths or not project:
+                raise typer.BadParameter("give --project and files or folders (or --resume JOB)")
+            else:
+                _ingest(settings, db, project, paths, queue)
         except MedlabelError as exc:
             typer.secho(f"error: {exc.detail}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=2) from None
@@ -124,13 +135,24 @@ def _ingest(settings: Any, db: Any, project: str, paths: list[Path], queue: bool
     with db.write() as s:
         job_id = ingest.create_job(s, Actor.cli(), utcnow, project, source="files").id
     _stage(deps, job_id, files)
+    typer.echo(
+        f"Job {job_id}: {len(files)} files staged (resume an interrupted run with "
+        f"--resume {job_id})"
+    )
     if queue:
         from medlabel.web.context import AppContext
 
         AppContext.build(settings, db, utcnow).queue.enqueue_ingest(job_id)
         typer.echo(f"Queued ingest job {job_id} ({len(files)} files).")
         return
-    with typer.progressbar(length=len(files), label="Ingesting") as bar:
+    _run_with_progress(deps, job_id, len(files))
+    _report(db, job_id, files)
+
+
+def _run_with_progress(deps: Any, job_id: str, total: int) -> None:
+    from medlabel.services import ingest
+
+    with typer.progressbar(length=total, label="Ingesting") as bar:
         last = [0]
 
         def progress(done: int, _total: int) -> None:
@@ -138,7 +160,26 @@ def _ingest(settings: Any, db: Any, project: str, paths: list[Path], queue: bool
             last[0] = done
 
         ingest.run_job(deps, job_id, progress)
-    _report(db, job_id, files)
+
+
+def _resume(settings: Any, db: Any, job_id: str) -> None:
+    from medlabel.services import ingest
+    from medlabel.services.actor import utcnow
+    from medlabel.storage.blobs import BlobStore
+    from medlabel.storage.models import IngestJob
+
+    deps = ingest.deps_from(settings, db, BlobStore(settings.ensure_data_dir()), utcnow)
+    with db.read() as s:
+        job = s.get(IngestJob, job_id)
+    if job is None or job_id not in ingest.resumable_jobs(db, deps.staging_root):
+        typer.secho(
+            f"error: job {job_id[:40]} is not an interrupted ingest job",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=2)
+    _run_with_progress(deps, job_id, job.total)
+    _report(db, job_id, None)
 
 
 def _stage(deps: Any, job_id: str, files: list[Path]) -> None:
@@ -152,7 +193,7 @@ def _stage(deps: Any, job_id: str, files: list[Path]) -> None:
     ingest.stage_files(deps, job_id, streams())
 
 
-def _report(db: Any, job_id: str, files: list[Path]) -> None:
+def _report(db: Any, job_id: str, files: list[Path] | None) -> None:
     from sqlalchemy import select
 
     from medlabel.storage.models import IngestFile, IngestJob
@@ -169,7 +210,8 @@ def _report(db: Any, job_id: str, files: list[Path]) -> None:
     for row in rows:
         if row.outcome in ("rejected", "quarantined"):
             color = typer.colors.RED if row.outcome == "rejected" else typer.colors.YELLOW
-            typer.secho(f"  {row.outcome}: {files[row.seq - 1]}: {row.reason}", fg=color)
+            name = files[row.seq - 1] if files else f"file {row.seq}"
+            typer.secho(f"  {row.outcome}: {name}: {row.reason}", fg=color)
 
 
 def _export(settings: Any, db: Any, project: str, outdir: Path) -> int:

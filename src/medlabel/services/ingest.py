@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medlabel.domain.audit import AuditEntry
@@ -221,18 +222,39 @@ def _record_batch(deps: IngestDeps, job_id: str, project_id: int, batch: list[Fi
             )
             assert row is not None
             row.kind = result.kind
-            if result.outcome == "rejected":
-                row.outcome, row.reason = "rejected", result.reason
-            elif result.dicom is not None:
-                row.outcome, row.reason = _record_instance(s, deps.clock, project_id, result)
-                row.series_uid = result.dicom["series_uid"]
-            else:
-                row.outcome, row.reason, row.item_id = items_build.record_volume(
-                    s, deps.clock, project_id, result
-                )
+            _record_file(s, deps.clock, project_id, row, result)
         job = s.get(IngestJob, job_id)
         assert job is not None
         job.done = job.done + len(batch)
+
+
+def _record_file(
+    s: Session, clock: Clock, project_id: int, row: IngestFile, result: FileResult
+) -> None:
+    """Record one file's result. Another job may be ingesting the same study at the same
+    time (PostgreSQL): a unique-key race is retried once, and then sees the other row."""
+    for attempt in range(2):
+        try:
+            with s.begin_nested():
+                _record_outcome(s, clock, project_id, row, result)
+            return
+        except IntegrityError:
+            if attempt:
+                raise
+
+
+def _record_outcome(
+    s: Session, clock: Clock, project_id: int, row: IngestFile, result: FileResult
+) -> None:
+    if result.outcome == "rejected":
+        row.outcome, row.reason = "rejected", result.reason
+    elif result.dicom is not None:
+        row.outcome, row.reason = _record_instance(s, clock, project_id, result)
+        row.series_uid = result.dicom["series_uid"]
+    else:
+        row.outcome, row.reason, row.item_id = items_build.record_volume(
+            s, clock, project_id, result
+        )
 
 
 def _record_instance(
@@ -336,6 +358,15 @@ def _finish(deps: IngestDeps, job_id: str) -> IngestJob:
         )
     shutil.rmtree(staging_dir(deps, job_id), ignore_errors=True)
     return job
+
+
+def resumable_jobs(db: Database, staging_root: Path) -> list[str]:
+    """Jobs a crash left queued or running whose staged files are still there."""
+    with db.read() as s:
+        ids = list(
+            s.scalars(select(IngestJob.id).where(IngestJob.state.in_(("queued", "running"))))
+        )
+    return [job_id for job_id in ids if (staging_root / job_id).is_dir()]
 
 
 def fail_job(deps: IngestDeps, job_id: str, reason: str) -> None:

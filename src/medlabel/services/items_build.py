@@ -12,6 +12,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from medlabel.domain import series as series_domain
@@ -130,8 +131,14 @@ def build_for_job(deps: IngestDeps, job_id: str, project_id: int) -> None:
             )
         )
     for series_uid in touched:
-        with deps.db.write() as s:
-            build_series(s, deps.clock, project_id, series_uid)
+        for attempt in range(2):  # a concurrent job may build the same item first
+            try:
+                with deps.db.write() as s:
+                    build_series(s, deps.clock, project_id, series_uid)
+                break
+            except IntegrityError:
+                if attempt:
+                    raise
 
 
 def _record(inst: Instance) -> series_domain.SliceRecord:

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from medlabel import __version__
+from medlabel.services import ingest as ingest_service
 from medlabel.services.actor import Clock, utcnow
 from medlabel.settings import Settings, quiet_third_party_logs
 from medlabel.storage.db import Database
@@ -55,6 +56,10 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if embedded_worker:
             ctx.queue.start_consumer(workers=1)
+            # Single-server recovery: jobs a crash interrupted carry on where they stopped.
+            deps = ctx.ingest_deps()
+            for job_id in ingest_service.resumable_jobs(ctx.db, deps.staging_root):
+                ctx.queue.enqueue_ingest(job_id)
         try:
             yield
         finally:
