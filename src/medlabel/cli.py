@@ -90,6 +90,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only).")] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (the audit trail records reads anyway).")
+    ] = False,
 ) -> None:
     """Run the web server (migrates the database first)."""
     import uvicorn
@@ -120,6 +123,7 @@ def serve(
             log_level="info",
             proxy_headers=False,
             server_header=False,
+            access_log=access_log,
         )
     else:
         from medlabel.web.app import create_app
@@ -131,6 +135,7 @@ def serve(
             log_level="info",
             proxy_headers=False,
             server_header=False,
+            access_log=access_log,
         )
 
 
@@ -184,7 +189,7 @@ def demo(
     typer.echo("  username: admin")
     typer.echo(f"  password: {password}")
     if serve_after:
-        serve(data_dir=data_dir, host=host, port=port, workers=1)
+        serve(data_dir=data_dir, host=host, port=port, workers=1, access_log=False)
 
 
 @user_app.command("add")

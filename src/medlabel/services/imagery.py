@@ -10,7 +10,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -77,14 +77,18 @@ class OpenItem:
     blobs: BlobStore
     cache_root: Path
     slides: SlideHandles | None = None
+    _source: FrameSource | None = field(default=None, repr=False)
 
     def frames(self) -> FrameSource:
-        if not self.pixel.get("blobs"):
-            raise NotFound(
-                f"Item {self.item_id} has no frames (a whole-slide image is served "
-                "as Deep Zoom tiles)."
-            )
-        return FrameSource(self.pixel, self.blobs)
+        """The frame reader (built once; an OpenItem is cached across requests)."""
+        if self._source is None:
+            if not self.pixel.get("blobs"):
+                raise NotFound(
+                    f"Item {self.item_id} has no frames (a whole-slide image is served "
+                    "as Deep Zoom tiles)."
+                )
+            self._source = FrameSource(self.pixel, self.blobs)
+        return self._source
 
     @property
     def photometric(self) -> render.Photometric:

@@ -35,6 +35,14 @@ from medlabel.storage.db import Database
 from medlabel.storage.models import IngestFile, IngestJob, Instance, Patient, Study
 
 BATCH = 25
+WORKER_PRELOAD = (
+    "numpy",
+    "pydicom",
+    "medlabel.services.ingest_worker",
+    "medlabel.imaging.dicom",
+    "medlabel.imaging.deid",
+    "medlabel.imaging.sniff",
+)
 Progress = Callable[[int, int], None]
 
 
@@ -58,7 +66,9 @@ def deps_from(settings: Settings, db: Database, blobs: BlobStore, clock: Clock) 
         clock=clock,
         deid_secret=settings.resolved_deid_secret(),
         staging_root=root / "staging",
-        sandbox=SandboxLimits(memory_bytes=settings.ingest_memory_bytes, workers=workers),
+        sandbox=SandboxLimits(
+            memory_bytes=settings.ingest_memory_bytes, workers=workers, preload=WORKER_PRELOAD
+        ),
         archive=uploads.ArchiveLimits(
             max_bytes=settings.max_archive_bytes,
             max_entries=settings.max_archive_entries,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,26 +83,34 @@ class FrameSource:
         entry, index = self._locate(k)
         return np.asarray(self._read(entry, index, 1)[0])
 
+    @property
+    def frame_bytes(self) -> int:
+        layout = self.layout
+        return layout.rows * layout.columns * layout.samples * layout.dtype.itemsize
+
     def raw(self, start: int, count: int) -> bytes:
         """``count`` consecutive frames as little-endian bytes (one response body)."""
+        return b"".join(self.iter_raw(start, count))
+
+    def iter_raw(self, start: int, count: int) -> Iterator[bytes]:
+        """The same bytes as :meth:`raw`, a run of frames at a time (for streaming).
+
+        The range is checked now, before the first chunk is produced."""
         self._check(start)
         self._check(start + count - 1)
-        frame_bytes = (
-            self.layout.rows
-            * self.layout.columns
-            * self.layout.samples
-            * (self.layout.dtype.itemsize)
-        )
-        if frame_bytes * count > MAX_BATCH_BYTES:
-            raise InvalidInput(f"Ask for at most {MAX_BATCH_BYTES // frame_bytes} frames at once.")
-        parts = []
+        if self.frame_bytes * count > MAX_BATCH_BYTES:
+            raise InvalidInput(
+                f"Ask for at most {MAX_BATCH_BYTES // self.frame_bytes} frames at once."
+            )
+        return self._chunks(start, count)
+
+    def _chunks(self, start: int, count: int) -> Iterator[bytes]:
         k = start
         while k < start + count:
             entry, index = self._locate(k)
-            run = self._run_length(k, start + count, entry, index)
-            parts.append(self._read(entry, index, run).tobytes())
+            run = min(self._run_length(k, start + count, entry, index), 16)
+            yield self._read(entry, index, run).tobytes()
             k += run
-        return b"".join(parts)
 
     def _run_length(self, k: int, end: int, entry: dict[str, Any], index: int) -> int:
         """How many item frames from ``k`` are stored consecutively in the same blob."""
