@@ -296,3 +296,32 @@ def test_the_same_files_ingested_by_two_jobs_at_once(
         outcomes = sorted(s.scalars(select(IngestFile.outcome)))
     assert outcomes.count("ingested") == 6 and outcomes.count("duplicate") == 6
     assert len(items_of(admin, project)) == 1
+
+
+def test_deidentified_instances_download_through_the_api(
+    app, admin: Api, project: str, samples: Path
+) -> None:
+    run_ingest(app, project, [samples / "pydicom" / "CT_small.dcm"])
+    [item] = items_of(admin, project)
+    meta = admin.get(f"/api/items/{item['id']}").json()
+    assert meta["pixel"]["rescale_applied"] is True
+    assert {"lung", "bone", "auto"} <= set(meta["pixel"]["window_presets"])
+    listed = admin.get(f"/api/items/{item['id']}/instances").json()
+    assert len(listed) == 1 and listed[0]["sop_instance_uid"].startswith("2.25.")
+    response = admin.get(f"/api/items/{item['id']}/instances/0/dicom")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/dicom"
+    ds = pydicom.dcmread(io.BytesIO(response.content))
+    original = pydicom.dcmread(samples / "pydicom" / "CT_small.dcm")
+    assert ds.SOPInstanceUID == listed[0]["sop_instance_uid"] != original.SOPInstanceUID
+    assert ds.PatientIdentityRemoved == "YES" and ds.PatientID != original.PatientID
+    np.testing.assert_array_equal(ds.pixel_array, original.pixel_array)
+    assert admin.get(f"/api/items/{item['id']}/instances/1/dicom").status_code == 404
+
+
+def test_quarantined_instances_cannot_be_downloaded(
+    app, admin: Api, project: str, samples: Path
+) -> None:
+    run_ingest(app, project, [samples / "pydicom" / "examples_ybr_color.dcm"])
+    [item] = items_of(admin, project, "quarantined")
+    assert admin.get(f"/api/items/{item['id']}/instances/0/dicom").status_code == 409

@@ -191,3 +191,55 @@ def test_a_server_start_resumes_interrupted_jobs(
                 state = s.get(IngestJob, job_id).state
     assert state == "done"
     assert counts(app) == (3, 1)
+
+
+def test_a_client_that_disconnects_mid_upload_leaves_nothing(
+    app, admin: Api, project: str, brain_zip: bytes
+) -> None:
+    """SECURITY.md case 25: the upload stops half-way; nothing of it is kept."""
+    import anyio
+
+    token = admin.post("/api/me/tokens", json={"name": "up"}).json()["token"]
+    messages = [
+        {"type": "http.request", "body": brain_zip[: len(brain_zip) // 2], "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "https",
+        "path": f"/api/projects/{project}/ingest",
+        "raw_path": b"",
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 443),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"content-type", b"application/zip"),
+            (b"authorization", f"Bearer {token}".encode()),
+        ],
+    }
+
+    async def call() -> None:
+        try:
+            await app(scope, receive, send)
+        except Exception:  # the server may give up on the request any way it likes
+            return
+
+    anyio.run(call)
+    jobs = admin.get(f"/api/projects/{project}/ingest").json()
+    assert [j["state"] for j in jobs] == ["failed"]
+    staging = app.state.ctx.settings.resolved_data_dir() / "staging"
+    assert not any(staging.iterdir()) if staging.exists() else True
+    assert counts(app) == (0, 0)

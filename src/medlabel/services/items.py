@@ -90,6 +90,21 @@ def list_items(
     return rows, total, access
 
 
+def instances(session: Session, actor: Actor, item_id: int) -> tuple[ItemAccess, list[Instance]]:
+    """The de-identified DICOM instances of an item, in item order."""
+    target = item_for(session, actor, item_id)
+    uids = list(target.item.details.get("instances") or [])
+    rows = {
+        i.sop_instance_uid: i
+        for i in session.scalars(
+            select(Instance).where(
+                Instance.project_id == target.item.project_id, Instance.sop_instance_uid.in_(uids)
+            )
+        )
+    }
+    return target, [rows[u] for u in uids if u in rows]
+
+
 def release(session: Session, actor: Actor, clock: Clock, item_id: int, reason: str) -> Item:
     """Release a quarantined item to annotators (admins; audited with the reason)."""
     target = item_for(session, actor, item_id, Permission.QUARANTINE_RELEASE)
@@ -123,9 +138,25 @@ def release(session: Session, actor: Actor, clock: Clock, item_id: int, reason: 
     return item
 
 
+CT_PRESET_NAMES = ("soft_tissue", "lung", "bone", "brain", "mediastinum", "liver")
+
+
+def window_presets(item: Item) -> list[str]:
+    """Window names the rendered-frame endpoint accepts for this item."""
+    if int(item.pixel.get("samples", 1)) == 3 or not item.pixel.get("blobs"):
+        return []
+    header = [str(w["name"]) for w in item.pixel.get("windows") or []]
+    ct = list(CT_PRESET_NAMES) if item.modality == "CT" else []
+    return [*header, *(n for n in ct if n not in header), "auto"]
+
+
 def view(item: Item, study: Study | None = None) -> dict[str, Any]:
-    """The metadata the viewer needs (no blob names: pixels come from the pixel API)."""
+    """The metadata the viewer needs (no blob names: pixels come from the pixel API).
+
+    Frame values are in modality units (CT: Hounsfield units; the rescale is applied)."""
     pixel = {k: v for k, v in item.pixel.items() if k not in ("blobs",)}
+    pixel["rescale_applied"] = item.source_format == "dicom"
+    pixel["window_presets"] = window_presets(item)
     return {
         "id": item.id,
         "kind": item.kind,

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from medlabel.domain.errors import InvalidInput
+from medlabel.domain.errors import Conflict, InvalidInput, NotFound
 from medlabel.services import imagery, items
 from medlabel.services.items import ItemStatus
 from medlabel.storage.models import Study
@@ -89,6 +89,54 @@ def release(item_id: int, body: ReleaseIn, actor: CurrentActor, ctx: Ctx) -> dic
         released = items.view(items.release(s, actor, ctx.clock, _checked(item_id), body.reason))
     ctx.forget_access()
     return released
+
+
+@router.get("/api/items/{item_id}/instances")
+def list_instances(item_id: int, actor: CurrentActor, ctx: Ctx) -> list[dict[str, Any]]:
+    """The item's de-identified DICOM instances (download each with ``.../dicom``)."""
+    with ctx.db.read() as s:
+        _, rows = items.instances(s, actor, _checked(item_id))
+        return [
+            {
+                "index": n,
+                "sop_instance_uid": r.sop_instance_uid,
+                "sop_class_uid": r.sop_class_uid,
+                "frames": r.frames,
+                "size_bytes": r.size_bytes,
+                "sha256": r.blob_sha256,
+            }
+            for n, r in enumerate(rows)
+        ]
+
+
+@router.get(
+    "/api/items/{item_id}/instances/{index}/dicom",
+    response_class=Response,
+    responses={200: {"content": {"application/dicom": {}}}},
+)
+def instance_file(
+    item_id: int, index: int, actor: CurrentActor, ctx: Ctx, request: Request
+) -> Response:
+    """One de-identified DICOM Part 10 file (released items only; audited as a read)."""
+    with ctx.db.read() as s:
+        target, rows = items.instances(s, actor, _checked(item_id))
+    if not 0 <= index < len(rows):
+        raise NotFound(f"Item {item_id} has instances 0 to {len(rows) - 1}, not {index}.")
+    if target.item.status != "ready":
+        raise Conflict(f"Item {item_id} is in quarantine: release it before downloading.")
+    row = rows[index]
+    if ctx.read_audit.first_read(actor, target.item.id):
+        ctx.read_audit.record(
+            actor, target.item.id, target.item.project_id, target.access.audit_role, "dicom"
+        )
+    body = ctx.blobs.read_bytes(row.blob_sha256)
+    return _cached(
+        request,
+        row.blob_sha256,
+        body,
+        "application/dicom",
+        {"Content-Disposition": f'attachment; filename="{row.sop_instance_uid}.dcm"'},
+    )
 
 
 def _checked(item_id: int) -> int:
