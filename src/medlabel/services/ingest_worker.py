@@ -9,15 +9,23 @@ Nothing here ever puts a header value, a file name or a path into a message.
 
 from __future__ import annotations
 
+import io
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from medlabel.domain.errors import MedlabelError
 from medlabel.storage.blobs import BlobStore, derived_name
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+    from medlabel.imaging.deid import DeidKeys
+    from medlabel.imaging.deid_fast import FastOutcome
+    from medlabel.imaging.dicom import DicomLimits, InstanceInfo
 
 
 @dataclass(frozen=True)
@@ -115,15 +123,32 @@ def _process_dicom(task: FileTask, path: Path, base: dict[str, Any]) -> FileResu
     from medlabel.imaging import deid, dicom
 
     limits = dicom.DicomLimits()
-    ds = dicom.read_dataset(path, limits)
-    outcome = deid.deidentify(ds, deid.DeidKeys(secret=task.deid_secret))
-    clean = outcome.dataset
-    info = dicom.instance_info(clean)
-    dicom.check_pixel_module(clean, limits)
-    frames = dicom.to_modality_values(dicom.decode_frames(clean, limits), info)
+    keys = deid.DeidKeys(secret=task.deid_secret)
+    fast = _deidentify_fast(path, keys, limits)
+    if fast is not None:
+        clean = _read_own_output(fast.file_bytes)
+        info = dicom.instance_info(clean)
+        dicom.check_pixel_module(clean, limits)
+        stored = _native_frames(fast, info)
+        if stored is None:
+            stored = dicom.decode_frames(clean, limits)
+        file_bytes, pseudonym, reasons = (
+            fast.file_bytes,
+            fast.patient_pseudonym,
+            fast.quarantine_reasons,
+        )
+    else:
+        ds = dicom.read_dataset(path, limits)
+        outcome = deid.deidentify(ds, keys)
+        clean = outcome.dataset
+        info = dicom.instance_info(clean)
+        dicom.check_pixel_module(clean, limits)
+        stored = dicom.decode_frames(clean, limits)
+        file_bytes = deid.write_bytes(outcome)
+        pseudonym, reasons = outcome.patient_pseudonym, outcome.quarantine_reasons
+    frames = dicom.to_modality_values(stored, info)
     blobs = BlobStore(Path(task.blob_root))
-    file_bytes = deid.write_bytes(outcome)
-    facts = _dicom_facts(info, outcome.patient_pseudonym, clean)
+    facts = _dicom_facts(info, pseudonym, clean)
     facts["blob_sha256"] = blobs.put_bytes(file_bytes, sync=False)
     facts["blob_size"] = len(file_bytes)
     return FileResult(
@@ -131,8 +156,63 @@ def _process_dicom(task: FileTask, path: Path, base: dict[str, Any]) -> FileResu
         outcome="processed",
         dicom=facts,
         frames=store_frames(blobs, frames, facts["blob_sha256"]),
-        quarantine_reasons=tuple(outcome.quarantine_reasons),
+        quarantine_reasons=tuple(reasons),
     )
+
+
+FAST_PATH_MAX_BYTES = 256 * 1024 * 1024  # larger files take the ordinary (mapped) path
+
+
+def _deidentify_fast(path: Path, keys: DeidKeys, limits: DicomLimits) -> FastOutcome | None:
+    """``deid_fast.deidentify_bytes`` on the file's bytes: the common case (a little
+    endian image) de-identified and written without building pydicom datasets, byte for
+    byte as the ordinary path writes it; ``None`` sends the file down the ordinary path
+    (which also words every refusal)."""
+    from medlabel.imaging import deid_fast
+
+    size = path.stat().st_size
+    if size > min(limits.max_file_bytes, FAST_PATH_MAX_BYTES):
+        return None
+    try:
+        return deid_fast.deidentify_bytes(path.read_bytes(), keys)
+    except Exception:  # an optimisation only: whatever goes wrong in it, fall back
+        return None
+
+
+def _read_own_output(file_bytes: bytes) -> Dataset:
+    """The de-identified file just written, as a dataset (values stay raw until read).
+    These are our own bytes, not the upload: pydicom reads them directly."""
+    import pydicom
+
+    return pydicom.dcmread(io.BytesIO(file_bytes))
+
+
+def _native_frames(fast: FastOutcome, info: InstanceInfo) -> np.ndarray | None:
+    """The stored values of monochrome, natively encoded Pixel Data read in place from
+    the de-identified file: the array ``dicom.decode_frames`` returns for such an image
+    (same dtype, no unused-bit correction), without decoding or copying. ``None`` for any
+    other pixel module (colour, palette, 1-bit, float), which goes through the decoder.
+    ``check_pixel_module`` must have passed (it checks sizes and limits)."""
+    frames, rows, columns, bits = info.frames, info.rows, info.columns, info.bits_allocated
+    if (
+        frames is None
+        or rows is None
+        or columns is None
+        or bits not in (8, 16, 32)
+        or info.transfer_syntax != "1.2.840.10008.1.2.1"
+        or info.photometric not in ("MONOCHROME1", "MONOCHROME2")
+        or info.samples_per_pixel != 1
+        or info.pixel_representation not in (0, 1)
+    ):
+        return None
+    kind = "i" if info.pixel_representation else "u"
+    dtype = np.dtype(f"<{kind}{bits // 8}")
+    count = frames * rows * columns
+    if count * dtype.itemsize > fast.pixel_length:
+        return None
+    arr = np.frombuffer(fast.file_bytes, dtype=dtype, count=count, offset=fast.pixel_offset)
+    arr = arr.reshape(frames, rows, columns)
+    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
 def _dicom_facts(info: Any, pseudonym: str, ds: Any) -> dict[str, Any]:
