@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -306,3 +307,54 @@ class IngestFile(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     item_id: Mapped[int | None] = mapped_column(ForeignKey("item.id", ondelete="SET NULL"))
     series_uid: Mapped[str | None] = mapped_column(String(64))  # de-identified, DICOM only
+
+
+# ---- annotations -----------------------------------------------------------------------
+
+
+class AnnotationSet(Base):
+    """One author's annotations on one item (for one task). Its content lives only in
+    immutable revisions; the set row itself never changes after it is created."""
+
+    __tablename__ = "annotation_set"
+    __table_args__ = (UniqueConstraint("item_id", "scope_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("project.id", ondelete="CASCADE"), index=True
+    )
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"), index=True)
+    owner_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"), index=True)
+    owner_model: Mapped[str | None] = mapped_column(String(160))  # "name@version"
+    task_id: Mapped[int | None] = mapped_column(Integer)
+    # "user:<id>|task:<id or ->" or "model:<name@version>|task:-": one set per scope and item.
+    scope_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+
+
+class AnnotationRevision(Base):
+    """An immutable save of a set: the whole shape document and the mask manifests.
+
+    ``number`` counts from 1 within a set; (set_id, number) is unique, which is what makes
+    optimistic concurrency safe: two saves built on the same revision both try to insert
+    number n+1 and exactly one wins. UPDATE is refused by a trigger."""
+
+    __tablename__ = "annotation_revision"
+    __table_args__ = (UniqueConstraint("set_id", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    set_id: Mapped[int] = mapped_column(ForeignKey("annotation_set.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    parent_number: Mapped[int] = mapped_column(Integer)  # 0 for the first revision
+    restored_from: Mapped[int | None] = mapped_column(Integer)
+    operation: Mapped[str] = mapped_column(String(16))  # shapes, mask, restore, interpolate
+    author_user_id: Mapped[int | None] = mapped_column(ForeignKey("user_account.id"))
+    schema_version: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(Timestamp)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    summary: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    shapes: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
+    masks: Mapped[list[dict[str, Any]]] = mapped_column(JsonType)
+    content_sha256: Mapped[str] = mapped_column(String(64))

@@ -14,12 +14,14 @@ from starlette.routing import Route
 from medlabel import __version__
 from medlabel.services import ingest as ingest_service
 from medlabel.services.actor import Clock, utcnow
+from medlabel.services.annotation_masks import MAX_MASK_VOXELS
 from medlabel.settings import Settings, quiet_third_party_logs
 from medlabel.storage.db import Database
 from medlabel.web import errors
 from medlabel.web.context import AppContext
 from medlabel.web.middleware import RequestLimitsMiddleware, SecurityHeadersMiddleware
 from medlabel.web.routers import (
+    annotation_sets,
     audit,
     auth,
     guidelines,
@@ -34,6 +36,8 @@ from medlabel.web.routers import (
 
 STATIC_DIR = Path(__file__).with_name("static")
 UPLOAD_PATH_SUFFIXES = ("/guidelines/assets",)
+# The largest mask body: a whole uint16 mask of the largest size, uncompressed.
+MAX_MASK_BODY_BYTES = MAX_MASK_VOXELS * 2 + 65536
 
 
 def create_app(
@@ -85,6 +89,8 @@ def create_app(
             return settings.max_upload_bytes
         if path.endswith("/ingest"):
             return settings.max_archive_bytes
+        if path.startswith("/api/annotation-sets/") and "/masks/" in path:
+            return MAX_MASK_BODY_BYTES
         return settings.max_json_bytes
 
     app.add_middleware(RequestLimitsMiddleware, limit_for=body_limit)
@@ -93,6 +99,7 @@ def create_app(
     # in order.
     for module in (
         items,
+        annotation_sets,
         health,
         auth,
         me,
