@@ -56,6 +56,32 @@ class Settings(BaseSettings):
         default=0, description="Decoder processes (0: one per core, at most 4)."
     )
     ingest_memory_bytes: int = 4 * 1024**3
+    ingest_max_active_jobs_per_user: int = Field(
+        default=4,
+        ge=0,
+        description="Ingest jobs one user may have queued or running at once through the "
+        "API (429 beyond). Site admins and the CLI are exempt; 0: unlimited.",
+    )
+    ingest_max_jobs_per_user_per_hour: int = Field(
+        default=60,
+        ge=0,
+        description="Ingest uploads one user may start per rolling hour (429 beyond). "
+        "Site admins and the CLI are exempt; 0: unlimited.",
+    )
+    ingest_max_bytes_per_user_per_day: int = Field(
+        default=50 * 1024**3,
+        ge=0,
+        description="Bytes one user may upload for ingest per rolling 24 hours, counted as "
+        "the unpacked sizes of their jobs' files (429 beyond; 413 for one upload larger "
+        "than the whole budget). Site admins and the CLI are exempt; 0: unlimited.",
+    )
+    project_max_stored_bytes: int = Field(
+        default=0,
+        ge=0,
+        description="Most bytes of image data one project may hold (stored source files, "
+        "guideline images and files waiting to be ingested); an API upload that would "
+        "exceed it is a 413, for site admins too. The CLI is exempt; 0: unlimited.",
+    )
     cookie_secure: bool = Field(
         default=True,
         description="Send the session cookie only over HTTPS (browsers treat http://localhost "
@@ -109,7 +135,7 @@ def read_or_create_secret(path: Path) -> bytes:
     """Read a 32-byte hex secret, creating it (mode 0600) atomically if absent."""
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp = path.with_suffix(f".tmp{os.getpid()}-{secrets.token_hex(4)}")  # threads too
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_hex(32))

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from medlabel.domain.errors import NotFound, TooLarge, Unsupported
 from medlabel.domain.roles import Permission
-from medlabel.services import ingest, uploads
+from medlabel.services import ingest, quotas, uploads
 from medlabel.services.access import project_for
 from medlabel.storage.models import IngestFile, IngestJob
 from medlabel.web.api_models import ResponseModel, iso
@@ -70,40 +70,82 @@ async def upload(slug: str, request: Request, actor: CurrentActor, ctx: Ctx) -> 
 
     Returns the job at once (202); follow it at ``GET .../ingest/{job_id}``. File and folder
     names inside the archive are never stored: files are reported by their position.
+
+    Per-user and per-project quotas (``GET .../ingest/quota``) are checked before the body
+    is read and again once it is received: 429 with ``Retry-After`` for too many jobs in
+    progress, too many uploads in the last hour or too many bytes in the last 24 hours;
+    413 when the project's storage quota would be exceeded.
     """
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in ZIP_TYPES:
         raise Unsupported(
             "Send a zip archive as the raw request body with Content-Type application/zip."
         )
-
-    def create() -> str:
-        with ctx.db.write() as s:
-            return ingest.create_job(s, actor, ctx.clock, slug, source="upload").id
-
-    job_id = await run_in_threadpool(create)
+    limits = quotas.Limits.from_settings(ctx.settings)
     deps = ctx.ingest_deps()
+    admission = await run_in_threadpool(
+        quotas.admit_upload,
+        ctx.db,
+        actor,
+        ctx.clock,
+        slug,
+        limits,
+        deps.staging_root,
+        _declared_length(request),
+    )
+    job_id = admission.job_id
     folder = ingest.staging_dir(deps, job_id)
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        await _receive(request, folder / uploads.ARCHIVE_NAME, ctx.settings.max_archive_bytes)
+        received, truncated = await _receive(
+            request,
+            folder / uploads.ARCHIVE_NAME,
+            ctx.settings.max_archive_bytes,
+            admission.byte_cap,
+        )
+        await run_in_threadpool(
+            quotas.confirm_upload,
+            ctx.db,
+            actor,
+            ctx.clock,
+            slug,
+            admission,
+            limits,
+            deps.staging_root,
+            received,
+            truncated,
+        )
     except BaseException:
+        # A quota refusal has removed the job already; anything else leaves a failed job.
         await run_in_threadpool(ingest.fail_job, deps, job_id, "the upload did not complete")
         raise
     ctx.queue.enqueue_ingest(job_id)
     return await run_in_threadpool(_read_job, ctx, actor, slug, job_id, 0)
 
 
-async def _receive(request: Request, target: Any, limit: int) -> None:
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else None
+
+
+async def _receive(request: Request, target: Any, limit: int, cap: int | None) -> tuple[int, bool]:
+    """Stream the body to ``target``: (bytes received, cut off at ``cap``).
+
+    Over ``limit`` (the largest archive) is a 413 here; over ``cap`` (what the quotas
+    leave) reading stops and the caller refuses the upload.
+    """
     received = 0
     with open(target, "wb") as out:
         async for chunk in request.stream():
             received += len(chunk)
             if received > limit:
                 raise TooLarge(f"The archive is larger than {limit} bytes.")
+            if cap is not None and received > cap:
+                return received, True
             out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
+    return received, False
 
 
 def _read_job(
@@ -152,6 +194,44 @@ def list_jobs(
             .limit(limit)
         )
         return [_job_out(j) for j in jobs]
+
+
+class QuotaLineOut(ResponseModel):
+    used: int
+    limit: int | None
+    remaining: int | None
+
+
+class QuotaOut(ResponseModel):
+    exempt: bool
+    active_jobs: QuotaLineOut
+    jobs_last_hour: QuotaLineOut
+    bytes_last_day: QuotaLineOut
+    project_stored_bytes: QuotaLineOut
+
+
+def _line(line: quotas.QuotaLine) -> QuotaLineOut:
+    return QuotaLineOut(used=line.used, limit=line.limit, remaining=line.remaining)
+
+
+@router.get("/quota", response_model=QuotaOut)
+def quota(slug: str, actor: CurrentActor, ctx: Ctx) -> QuotaOut:
+    """Your ingest usage and limits (``limit`` null: unlimited, or you are exempt).
+
+    Jobs in progress, uploads in the last hour and bytes in the last 24 hours are yours, in
+    all projects; stored bytes are the project's.
+    """
+    staging_root = ctx.settings.resolved_data_dir() / "staging"
+    r = quotas.report(
+        ctx.db, actor, ctx.clock, slug, quotas.Limits.from_settings(ctx.settings), staging_root
+    )
+    return QuotaOut(
+        exempt=r.exempt,
+        active_jobs=_line(r.active_jobs),
+        jobs_last_hour=_line(r.jobs_last_hour),
+        bytes_last_day=_line(r.bytes_last_day),
+        project_stored_bytes=_line(r.project_stored_bytes),
+    )
 
 
 @router.get("/{job_id}", response_model=JobOut)
