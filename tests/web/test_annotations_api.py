@@ -174,6 +174,40 @@ def test_concurrent_saves_never_lose_a_change(alice: Api, ct: dict[str, Any]) ->
         assert [a["id"] for a in rev["annotations"]] == [f"r{number - 1}w{winner}"]
 
 
+def test_owner_and_reviewer_saving_at_once_lose_nothing(
+    alice: Api, make_user: Callable[..., Api], admin: Api, project: str, ct: dict[str, Any]
+) -> None:
+    rita = make_user("rita")
+    add_member(admin, project, "rita", "reviewer")
+    aset = open_set(alice, ct["id"])
+    assert save(alice, aset["id"], EVERY_KIND[:1], 0).status_code == 201
+    results: dict[str, Any] = {}
+
+    def run(name: str, api: Api, doc: list[dict[str, Any]]) -> None:
+        results[name] = save(api, aset["id"], doc, 1)
+
+    threads = [
+        threading.Thread(target=run, args=("alice", alice, EVERY_KIND[:2])),
+        threading.Thread(target=run, args=("rita", rita, EVERY_KIND[:3])),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = sorted(r.status_code for r in results.values())
+    assert codes == [201, 409], codes
+    loser = next(n for n, r in results.items() if r.status_code == 409)
+    winner = next(n for n, r in results.items() if r.status_code == 201)
+    # The loser reloads revision 2, merges and saves again: both changes are kept.
+    head = alice.get(f"/api/annotation-sets/{aset['id']}").json()
+    assert head["revision"] == 2 and head["author"]["username"] == winner
+    merged = {a["id"]: a for a in head["annotations"]} | {a["id"]: a for a in EVERY_KIND[:3]}
+    again = save(rita if loser == "rita" else alice, aset["id"], list(merged.values()), 2)
+    assert again.status_code == 201, again.text
+    history = alice.get(f"/api/annotation-sets/{aset['id']}/revisions").json()
+    assert [h["author"]["username"] for h in history] == ["alice", winner, loser]
+
+
 def test_diff_and_restore(alice: Api, ct: dict[str, Any]) -> None:
     aset = open_set(alice, ct["id"])
     sid = aset["id"]
@@ -220,8 +254,11 @@ def test_annotators_are_blind_to_each_other(
     assert [s["set"]["id"] for s in bulk["sets"]] == [b["id"]]
     seen = rita.get(f"/api/items/{ct['id']}/annotations").json()
     assert sorted(s["set"]["id"] for s in seen["sets"]) == sorted([a["id"], b["id"]])
-    # A reviewer may read but not write someone else's set.
-    assert save(rita, a["id"], EVERY_KIND[:2], 1).status_code == 403
+    # A reviewer may correct someone else's set; the revision records who did it.
+    corrected = save(rita, a["id"], EVERY_KIND[:2], 1)
+    assert corrected.status_code == 201, corrected.text
+    history = alice.get(f"/api/annotation-sets/{a['id']}/revisions").json()
+    assert [h["author"]["username"] for h in history] == ["alice", "rita"]
     assert outsider.get(f"/api/items/{ct['id']}/annotations").status_code == 404
     assert outsider.post(f"/api/items/{ct['id']}/annotation-sets").status_code == 404
     viewer = make_user("vera")

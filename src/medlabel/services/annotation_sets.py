@@ -12,8 +12,9 @@ holds its own. ``(set_id, number)`` is unique, so two writers that race past the
 cannot both win. A save identical to the head revision creates nothing (autosave-friendly).
 
 Visibility (blinding): annotators see their own sets and model (pre-annotation) sets;
-reviewers, experts, admins and viewers see every set of the items they may see. Only a
-set's owner writes to a person's set; project admins write to model sets.
+reviewers, experts, admins and viewers see every set of the items they may see. A person's
+set is written by its owner and corrected by reviewers, experts and admins (every revision
+records its author, so corrections stay attributable); project admins write model sets.
 """
 
 from __future__ import annotations
@@ -82,9 +83,13 @@ def _visible(actor: Actor, role: Role, row: AnnotationSet) -> bool:
 
 
 def _may_write(actor: Actor, access: SetAccess) -> bool:
+    """The owner annotates their set; reviewers, experts and admins may correct anyone's
+    (each revision records its author); model sets are changed by project admins."""
     row = access.annotation_set
     if row.owner_model is not None:
         return allows(access.role, Permission.PROJECT_MANAGE)
+    if allows(access.role, Permission.REVIEW):
+        return True
     return row.owner_user_id == actor.user_id and allows(access.role, Permission.ANNOTATE)
 
 
