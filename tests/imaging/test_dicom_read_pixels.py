@@ -5,7 +5,10 @@ which must be refused with a clean ``MedlabelError`` before a decoder runs.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import io
+import pickle
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate, generate_frames
+from pydicom.sequence import Sequence
 
 from medlabel.domain.errors import InvalidInput, MedlabelError, TooLarge, Unsupported
 from medlabel.imaging import dicom
 from medlabel.imaging.dicom import DicomLimits, InstanceInfo
+from medlabel.services import ingest_worker
+from medlabel.storage.blobs import BlobStore
 from tests.imaging.dicom_read_support import (
     DECODABLE,
     LIMITS,
@@ -228,6 +235,204 @@ def test_modality_values_match_the_exact_computation(
         expected += np.float32(c)
         assert out.dtype == np.float32
         np.testing.assert_array_equal(out, expected)
+
+
+# -- per-frame rescale (enhanced multi-frame) ---------------------------------------------
+
+ECT, EMRI = "pydicom-data/eCT_Supplemental.dcm", "pydicom-data/emri_small.dcm"
+Rescale = tuple[float, float]
+
+
+def _transformation(rescale: Rescale) -> Sequence:
+    """A Pixel Value Transformation Sequence with ``(slope, intercept)``."""
+    item = Dataset()
+    item.RescaleIntercept, item.RescaleSlope = str(rescale[1]), str(rescale[0])
+    item.RescaleType = "US"
+    return Sequence([item])
+
+
+def _enhanced(
+    samples: Path,
+    tmp_path: Path,
+    per_frame: list[Rescale | None],
+    shared: Rescale | None = None,
+    name: str = ECT,
+) -> Path:
+    """The real enhanced object ``name`` (its pixels untouched) with one Pixel Value
+    Transformation per frame (``None``: the frame has none) and ``shared`` one (``None``:
+    none in the shared groups)."""
+    ds = pydicom_read(samples / name)
+    if "SharedFunctionalGroupsSequence" not in ds:
+        ds.SharedFunctionalGroupsSequence = Sequence([Dataset()])
+    groups = ds.SharedFunctionalGroupsSequence[0]
+    if shared is None:
+        groups.pop("PixelValueTransformationSequence", None)
+    else:
+        groups.PixelValueTransformationSequence = _transformation(shared)
+    if "PerFrameFunctionalGroupsSequence" not in ds:
+        ds.PerFrameFunctionalGroupsSequence = Sequence([Dataset() for _ in per_frame])
+    assert len(ds.PerFrameFunctionalGroupsSequence) == int(ds.NumberOfFrames) == len(per_frame)
+    for group, rescale in zip(ds.PerFrameFunctionalGroupsSequence, per_frame, strict=True):
+        if rescale is not None:
+            group.PixelValueTransformationSequence = _transformation(rescale)
+    return save_part10(ds, tmp_path / f"enhanced-{len(list(tmp_path.iterdir()))}.dcm")
+
+
+def _exact(stored: np.ndarray, rescales: list[Rescale]) -> np.ndarray:
+    """``stored[k] * slope_k + intercept_k`` in float64 (exact for the values used here)."""
+    return np.stack(
+        [frame.astype(np.float64) * s + c for frame, (s, c) in zip(stored, rescales, strict=True)]
+    )
+
+
+def test_enhanced_ct_rescale_is_applied_frame_by_frame(samples: Path, tmp_path: Path) -> None:
+    """eCT_Supplemental (2 frames, stored 0..1196) with its own rescale in each frame."""
+    stored = reference_frames(samples / ECT)  # pydicom's pixels of the unmodified file
+    assert stored.shape == (2, 512, 512) and int(stored.max()) == 1196
+    rescales = [(1.0, -1024.0), (2.0, -1000.0)]
+    ds = read_dicom(_enhanced(samples, tmp_path, list(rescales), shared=(1.0, -1024.0)))
+    info = dicom.instance_info(ds)
+    assert info.per_frame_rescale == tuple(rescales)
+    assert (info.rescale_slope, info.rescale_intercept) == (1.0, -1024.0)  # the shared one
+    out = dicom.to_modality_values(dicom.decode_frames(ds, LIMITS), info)
+    assert out.dtype == np.int16  # whole and within int16 in every frame
+    assert out.astype(np.int64).tolist() == _exact(stored, rescales).astype(np.int64).tolist()
+    last = dicom.to_modality_values(dicom.decode_frames(ds, LIMITS, 1, 1), info, start=1)
+    np.testing.assert_array_equal(last, out[1:])
+    with pytest.raises(ValueError):
+        dicom.to_modality_values(dicom.decode_frames(ds, LIMITS), info, start=1)
+
+    # One frame's results leave int16 (1172 * 40 - 1000 = 45880): float32 for both frames.
+    rescales = [(1.0, -1024.0), (40.0, -1000.0)]
+    ds = read_dicom(_enhanced(samples, tmp_path, list(rescales), shared=(1.0, -1024.0)))
+    info = dicom.instance_info(ds)
+    out = dicom.to_modality_values(dicom.decode_frames(ds, LIMITS), info)
+    assert info.per_frame_rescale == tuple(rescales) and out.dtype == np.float32
+    np.testing.assert_array_equal(out, _exact(stored, rescales))
+    assert int(stored[1].max()) == 1172 and float(out[1].max()) == 45880.0
+    assert float(out[0].min()) == -1024.0  # frame 0 still whole, but float32 like frame 1
+
+
+def test_enhanced_mr_rescale_per_frame_and_at_the_top_level(samples: Path, tmp_path: Path) -> None:
+    """emri_small (10 frames, 12-bit) with per-frame slopes that are not whole (as NIfTI
+    conversions with per-slice scaling write them) and no shared transformation."""
+    stored = reference_frames(samples / EMRI)
+    rescales = [(0.5 + 0.25 * k, -1.5 * k) for k in range(10)]
+    path = _enhanced(samples, tmp_path, list(rescales), name=EMRI)
+    info = dicom.instance_info(read_dicom(path))
+    assert info.per_frame_rescale == tuple(rescales)
+    assert (info.rescale_slope, info.rescale_intercept) == rescales[0]  # no shared: frame 0's
+    assert pickle.loads(pickle.dumps(info)) == info  # noqa: S301 (our own bytes; ingest pickles)
+    out = dicom.to_modality_values(dicom.decode_frames(read_dicom(path), LIMITS), info)
+    assert out.dtype == np.float32 and out.shape == (10, 64, 64)
+    np.testing.assert_array_equal(out, _exact(stored, rescales))  # float32 holds them exactly
+
+    # A top-level Rescale Slope/Intercept governs every frame (read as a classic object).
+    ds = pydicom_read(path)
+    ds.RescaleSlope, ds.RescaleIntercept = "1", "-7"
+    info = dicom.instance_info(read_dicom(save_part10(ds, tmp_path / "top.dcm")))
+    assert info.per_frame_rescale is None
+    assert (info.rescale_slope, info.rescale_intercept) == (1.0, -7.0)
+
+
+def test_identical_per_frame_rescales_are_one_rescale(samples: Path, tmp_path: Path) -> None:
+    stored = reference_frames(samples / ECT)
+    same = dicom.instance_info(
+        read_dicom(_enhanced(samples, tmp_path, [(1.0, -1024.0)] * 2, shared=(1.0, -1024.0)))
+    )
+    assert same.per_frame_rescale is None
+    assert (same.rescale_slope, same.rescale_intercept) == (1.0, -1024.0)
+    # Every frame overrides the shared value the same way: the frames' value is the rescale.
+    path = _enhanced(samples, tmp_path, [(1.0, -1024.0)] * 2, shared=(1.0, 0.0))
+    info = dicom.instance_info(read_dicom(path))
+    assert info.per_frame_rescale is None
+    assert (info.rescale_slope, info.rescale_intercept) == (1.0, -1024.0)
+    out = dicom.to_modality_values(dicom.decode_frames(read_dicom(path), LIMITS), info)
+    assert out.dtype == np.int16
+    assert out.astype(np.int64).tolist() == (stored.astype(np.int64) - 1024).tolist()
+
+
+def test_a_frame_without_rescale_takes_the_shared_one(samples: Path, tmp_path: Path) -> None:
+    stored = reference_frames(samples / ECT)
+    path = _enhanced(samples, tmp_path, [(2.0, -1024.0), None], shared=(1.0, -1024.0))
+    info = dicom.instance_info(read_dicom(path))
+    assert info.per_frame_rescale == ((2.0, -1024.0), (1.0, -1024.0))
+    out = dicom.to_modality_values(dicom.decode_frames(read_dicom(path), LIMITS), info)
+    assert out.dtype == np.int16
+    expected = _exact(stored, [(2.0, -1024.0), (1.0, -1024.0)]).astype(np.int64)
+    assert out.astype(np.int64).tolist() == expected.tolist()
+    # A frame's intercept of 0 is a value, not "absent": it does not take the shared -1024.
+    path = _enhanced(samples, tmp_path, [(1.0, 0.0), None], shared=(1.0, -1024.0))
+    info = dicom.instance_info(read_dicom(path))
+    assert info.per_frame_rescale == ((1.0, 0.0), (1.0, -1024.0))
+    # Neither the frame nor the shared groups: no partial list; frame 0's value for all.
+    path = _enhanced(samples, tmp_path, [(2.0, -1024.0), None], shared=None)
+    info = dicom.instance_info(read_dicom(path))
+    assert info.per_frame_rescale is None
+    assert (info.rescale_slope, info.rescale_intercept) == (2.0, -1024.0)
+
+
+def test_ingest_stores_per_frame_modality_values(samples: Path, tmp_path: Path) -> None:
+    """Through the ingest worker: de-identification keeps the per-frame groups and the
+    stored frames are the per-frame modality values, one int16 array."""
+    stored = reference_frames(samples / ECT)
+    rescales = [(1.0, -1024.0), (2.0, -1000.0)]
+    path = _enhanced(samples, tmp_path, list(rescales), shared=(1.0, -1024.0))
+    root = tmp_path / "blobs"
+    secret = b"medlabel test secret: 0123456789abcdef"
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    result = ingest_worker.process(ingest_worker.FileTask(1, str(path), str(root), secret, sha))
+    assert result.outcome == "processed" and result.frames is not None
+    assert (result.frames.dtype, result.frames.frames) == ("i2", 2)
+    blob = BlobStore(root).path(result.frames.sha256).read_bytes()
+    out = np.frombuffer(blob, "<i2").reshape(stored.shape)
+    assert out.astype(np.int64).tolist() == _exact(stored, rescales).astype(np.int64).tolist()
+
+
+def _per_frame_info(rescales: list[Rescale]) -> InstanceInfo:
+    """Instance facts with only a per-frame rescale set."""
+    return dataclasses.replace(_rescale(None, None), per_frame_rescale=tuple(rescales))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    stored=hnp.arrays(
+        st.sampled_from(STORED_DTYPES), hnp.array_shapes(min_dims=3, max_dims=3, max_side=4)
+    ),
+    choices=st.lists(
+        st.tuples(
+            st.sampled_from([1.0, 2.0, -1.0, 0.5, 3.0]),
+            st.sampled_from([0.0, -1024.0, 32767.0, -32768.0, 1000.5, -70000.0]),
+        ),
+        min_size=4,
+        max_size=4,
+    ),
+)
+def test_per_frame_modality_values_match_the_exact_computation(
+    stored: np.ndarray, choices: list[Rescale]
+) -> None:
+    """int16 for all frames exactly when every frame's ``stored * slope + intercept`` is a
+    whole number within int16 (Python integers here), else float32 for all, each frame as
+    the single-rescale float32 computation."""
+    rescales = choices[: len(stored)]
+    out = dicom.to_modality_values(stored, _per_frame_info(rescales))
+    exact = [
+        [int(v) * s + c for v in frame.ravel().tolist()]
+        for frame, (s, c) in zip(stored, rescales, strict=True)
+    ]
+    values = [v for frame in exact for v in frame]
+    whole = all(s.is_integer() and c.is_integer() for s, c in rescales)
+    assert out.shape == stored.shape
+    if stored.dtype.kind != "f" and whole and all(-32768 <= v <= 32767 for v in values):
+        assert out.dtype == np.int16
+        assert [frame.ravel().tolist() for frame in out] == exact
+    else:
+        assert out.dtype == np.float32
+        for k, (s, c) in enumerate(rescales):
+            expected = stored[k].astype(np.float32)
+            expected *= np.float32(s)
+            expected += np.float32(c)
+            np.testing.assert_array_equal(out[k], expected)
 
 
 # -- hostile pixel modules ----------------------------------------------------------------

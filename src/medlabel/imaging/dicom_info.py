@@ -52,8 +52,18 @@ class InstanceInfo:
     corrected for magnification), ``"ultrasound-region"`` (the first region calibrated in
     cm). Enhanced multi-frame objects give ``per_frame_positions``/``per_frame_orientation``
     (one entry per frame) and their first frame's values in ``image_position``/
-    ``image_orientation``; rescale and window values come from the top level or, for
-    enhanced objects, the shared (else first frame's) functional groups. Pixel fields are
+    ``image_orientation``; window values come from the top level or, for enhanced objects,
+    the shared (else first frame's) functional groups.
+
+    Rescale (Modality LUT): a top-level Rescale Slope/Intercept applies to every frame.
+    Without one, each frame of an enhanced object takes the Pixel Value Transformation of
+    its own per-frame functional group, each of slope and intercept falling back to the
+    shared groups' value when the frame does not carry it. ``per_frame_rescale`` holds one
+    ``(slope, intercept)`` per frame when that gives every frame both values and the frames
+    do not all agree; it is ``None`` otherwise (a frame without either value leaves no
+    partial list). ``rescale_slope``/``rescale_intercept`` are the top-level values, else
+    the values every frame agrees on, else the shared (else first frame's) ones; they are
+    the rescale of every frame whenever ``per_frame_rescale`` is ``None``. Pixel fields are
     ``None`` for objects without pixel data.
     """
 
@@ -92,6 +102,8 @@ class InstanceInfo:
     window_widths: tuple[float, ...]
     burned_in_annotation: str | None
     frame_time_ms: float | None
+    # Last and defaulted, so that code (and pickles) from before it keep working.
+    per_frame_rescale: tuple[tuple[float, float], ...] | None = None
 
 
 def instance_info(ds: Dataset) -> InstanceInfo:
@@ -102,7 +114,7 @@ def instance_info(ds: Dataset) -> InstanceInfo:
         groups = _Groups(ds)
         return InstanceInfo(
             **_identity(ds), **_pixel_facts(pixels), **_plane(ds, groups, pixels),
-            **_display(ds, groups),
+            **_display(ds, groups), **_rescale(ds, groups, pixels),
         )  # fmt: skip
 
 
@@ -161,15 +173,37 @@ def _plane(ds: Dataset, groups: _Groups, pixels: PixelModule | None) -> dict[str
     }
 
 
-def _display(ds: Dataset, groups: _Groups) -> dict[str, Any]:
+def _rescale(ds: Dataset, groups: _Groups, pixels: PixelModule | None) -> dict[str, Any]:
+    """Rescale Slope/Intercept: the top level's for every frame, else per frame (the
+    frame's Pixel Value Transformation, else the shared one); see ``InstanceInfo``."""
     slope, intercept = get_value(ds, _SLOPE), get_value(ds, _INTERCEPT)
-    if slope is None and intercept is None:
-        slope = groups.value(_VALUE_TRANSFORMATION, _SLOPE)
-        intercept = groups.value(_VALUE_TRANSFORMATION, _INTERCEPT)
+    if slope is not None or intercept is not None:
+        return {
+            "rescale_slope": as_number(slope),
+            "rescale_intercept": as_number(intercept),
+            "per_frame_rescale": None,
+        }
+    slopes = groups.per_frame(_VALUE_TRANSFORMATION, _SLOPE, as_number)
+    intercepts = groups.per_frame(_VALUE_TRANSFORMATION, _INTERCEPT, as_number)
+    per_frame = None
+    if slopes and intercepts and _all_frames(slopes, pixels) and _all_frames(intercepts, pixels):
+        per_frame = tuple(zip(slopes, intercepts, strict=True))
+        if len(set(per_frame)) == 1:  # every frame agrees: one rescale, no list
+            return {
+                "rescale_slope": per_frame[0][0],
+                "rescale_intercept": per_frame[0][1],
+                "per_frame_rescale": None,
+            }
+    return {
+        "rescale_slope": as_number(groups.value(_VALUE_TRANSFORMATION, _SLOPE)),
+        "rescale_intercept": as_number(groups.value(_VALUE_TRANSFORMATION, _INTERCEPT)),
+        "per_frame_rescale": per_frame,
+    }
+
+
+def _display(ds: Dataset, groups: _Groups) -> dict[str, Any]:
     centers, widths = _windows(ds, groups)
     return {
-        "rescale_slope": as_number(slope),
-        "rescale_intercept": as_number(intercept),
         "window_centers": centers,
         "window_widths": widths,
         "burned_in_annotation": as_yes_no(get_value(ds, 0x00280301)),
@@ -199,7 +233,8 @@ class _Groups:
         shared = parse(get_value(first_item(self.shared, macro), tag))
         values = []
         for group in self.frames:
-            value = parse(get_value(first_item(as_dataset(group), macro), tag)) or shared
+            value = parse(get_value(first_item(as_dataset(group), macro), tag))
+            value = shared if value is None else value  # not ``or``: 0.0 is a value
             if value is None:
                 return None
             values.append(value)

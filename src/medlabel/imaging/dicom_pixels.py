@@ -3,7 +3,7 @@
 ``decode_frames`` decodes only the requested frames, after ``dicom_pixel_module`` checked
 the header, the limits and every frame's codestream header; monochrome frames come out as
 stored values, colour (RGB, YBR, palette) as uint8 RGB. ``to_modality_values`` applies the
-rescale slope and intercept.
+rescale slope and intercept (per frame where an enhanced object's frames differ).
 """
 
 from __future__ import annotations
@@ -150,11 +150,22 @@ def _palette_table(ds: Dataset, pixels: PixelModule) -> tuple[NDArray[np.uint8],
     return np.asarray(rgb.astype(np.uint8)), first
 
 
-def to_modality_values(frames: NDArray[Any], info: InstanceInfo) -> NDArray[Any]:
+def to_modality_values(frames: NDArray[Any], info: InstanceInfo, start: int = 0) -> NDArray[Any]:
     """Apply Rescale Slope/Intercept: int16 when every result is a whole number that fits
-    (CT Hounsfield units), else float32. Colour frames are returned unchanged."""
+    (CT Hounsfield units), else float32. Colour frames are returned unchanged.
+
+    ``frames`` are the frames from ``start`` on (as ``decode_frames`` returns them). When
+    ``info.per_frame_rescale`` is set, each frame gets its own slope and intercept and the
+    dtype rule holds for the frames given, together: int16 only when every result of every
+    frame is a whole number that fits (pass every frame, as ingest does, for one dtype per
+    object)."""
     if frames.ndim == 4 or frames.dtype.kind not in "biuf":
         return frames
+    if info.per_frame_rescale is not None:
+        rescales = info.per_frame_rescale[start : start + len(frames)]
+        if start < 0 or len(rescales) != len(frames):
+            raise ValueError("frames and per-frame rescale values do not match")
+        return _per_frame_values(frames, rescales)
     slope = 1.0 if info.rescale_slope is None else info.rescale_slope
     intercept = 0.0 if info.rescale_intercept is None else info.rescale_intercept
     if frames.dtype.kind != "f" and slope.is_integer() and intercept.is_integer():
@@ -180,3 +191,30 @@ def _whole_values(
         return np.asarray(np.add(frames, np.int16(intercept), dtype=np.int16, casting="unsafe"))
     wide = frames.astype(np.int32 if frames.dtype.itemsize <= 2 else np.int64)
     return np.asarray((wide * slope + intercept).astype(np.int16))
+
+
+def _per_frame_values(
+    frames: NDArray[Any], rescales: tuple[tuple[float, float], ...]
+) -> NDArray[Any]:
+    """Each frame ``k`` as ``frames[k] * slope_k + intercept_k``: int16 when that is whole
+    and fits int16 for every frame (checked from each frame's smallest and largest stored
+    value), else float32 for all, each frame computed as the single-rescale path would."""
+    integral = all(s.is_integer() and c.is_integer() for s, c in rescales)
+    if frames.dtype.kind != "f" and frames.size and integral:
+        flat = frames.reshape(len(frames), -1)
+        lows, highs = flat.min(axis=1).tolist(), flat.max(axis=1).tolist()
+        bounds = [
+            (int(slope), int(intercept), int(low), int(high))
+            for (slope, intercept), low, high in zip(rescales, lows, highs, strict=True)
+        ]
+        ends = [(low * s + c, high * s + c) for s, c, low, high in bounds]
+        if all(min(pair) >= -32768 and max(pair) <= 32767 for pair in ends):
+            out = np.empty(frames.shape, np.int16)
+            for k, (slope, intercept, low, high) in enumerate(bounds):
+                out[k] = _whole_values(frames[k], slope, intercept, low, high)
+            return out
+    out = frames.astype(np.float32)
+    for k, (factor, offset) in enumerate(rescales):
+        out[k] *= np.float32(factor)
+        out[k] += np.float32(offset)
+    return out
