@@ -154,7 +154,9 @@ def resolve_spec(
             )
     elif label is not None:
         raise InvalidInput("A semantic mask holds class values; leave out 'label'.")
-    dtype = dtype or ("uint16" if max(classes.values()) > 255 else "uint8")
+    if dtype is None:  # instance ids go up to 65535; class values usually fit a byte
+        wide = mask_type == "instance" or max(classes.values()) > 255
+        dtype = "uint16" if wide else "uint8"
     if dtype not in DTYPES:
         raise InvalidInput(f"A mask's dtype is one of {list(DTYPES)}.")
     downsample = downsample or 1
@@ -497,12 +499,15 @@ def read_block(
     return read_slices(blobs, spec, MANIFESTS.get(blobs, entry["manifest"]), start, count)
 
 
-def contours(blobs: BlobStore, entry: Mapping[str, Any], k: int) -> list[dict[str, Any]]:
+def contours(
+    blobs: BlobStore, entry: Mapping[str, Any], k: int, item_shape: Sequence[int]
+) -> list[dict[str, Any]]:
     """Outlines of each label on slice ``k`` as polygons with holes, in item index
     coordinates (vertices on pixel corners; rasterising them gives the slice back)."""
     spec = spec_from_entry(entry)
     plane = read_block(blobs, entry, k, 1)[0]
     d = spec.downsample
+    columns, rows = int(item_shape[0]), int(item_shape[1])
     out = []
     for value in codec.labels_present(plane):
         for outer, holes in mask_to_polygons(plane == value):
@@ -510,17 +515,26 @@ def contours(blobs: BlobStore, entry: Mapping[str, Any], k: int) -> list[dict[st
                 {
                     "value": int(value),
                     "slice": k,
-                    "points": _scale(outer, d),
-                    "holes": [_scale(h, d) for h in holes],
+                    "points": _scale(outer, d, columns, rows),
+                    "holes": [_scale(h, d, columns, rows) for h in holes],
                 }
             )
     return out
 
 
-def _scale(ring: Sequence[Sequence[float]], d: int) -> list[list[float]]:
+def _scale(ring: Sequence[Sequence[float]], d: int, columns: int, rows: int) -> list[list[float]]:
+    """Mask-grid corners to item index coordinates. With downsample ``d`` the last mask
+    column/row may reach past the image; such vertices are clipped to the image edge
+    (-0.5 .. n-0.5), which keeps the axis-parallel rings simple."""
     if d == 1:
         return [[float(x), float(y)] for x, y in ring]
-    return [[(float(x) + 0.5) * d - 0.5, (float(y) + 0.5) * d - 0.5] for x, y in ring]
+    return [
+        [
+            min((float(x) + 0.5) * d - 0.5, columns - 0.5),
+            min((float(y) + 0.5) * d - 0.5, rows - 0.5),
+        ]
+        for x, y in ring
+    ]
 
 
 def interpolate(
@@ -603,11 +617,18 @@ def statistics(
         source = FrameSource(dict(item_pixel), blobs)
         intensities = np.stack([source.frame(k) for k in range(k0, k1 + 1)])
     di, dj, dk = geo.spacing_mm if physical else (1.0, 1.0, 1.0)
+    if physical:  # a sheared grid (gantry tilt): the voxel is a parallelepiped
+        dk *= abs(float(np.linalg.det(np.asarray(geo.direction, dtype=float))))
     d = spec.downsample
     stats = label_stats(volume, (di * d, dj * d, dk), intensities=intensities)
     out: dict[str, Any] = {}
     for value, item in stats.items():
         row: dict[str, Any] = dict(item)
+        if not physical or geo.shape[2] == 1:  # no volume: pixels only, or a 2D image
+            row.pop("volume_mm3", None)
+            row.pop("volume_ml", None)
+            if physical:
+                row["area_mm2"] = float(row["voxels"]) * di * d * dj * d
         _shift_k(row, k0, d)
         centroid = row.get("centroid_index")
         if centroid is not None and physical:

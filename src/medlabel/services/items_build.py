@@ -74,7 +74,7 @@ def record_volume(
         content_key=key,
         status="quarantined" if reasons else "ready",
         quarantine_reasons=reasons,
-        flags=[],
+        flags=_volume_flags(volume),
         details={},
         geometry=volume["geometry"],
         pixel=pixel,
@@ -106,6 +106,18 @@ def _volume_kind(volume: dict[str, Any]) -> str:
     if volume["format"] == "photo":
         return series_domain.ItemKind.IMAGE.value
     return series_domain.ItemKind.VOLUME.value
+
+
+def _volume_flags(volume: dict[str, Any]) -> list[str]:
+    """Photos have no physical pixel size, nor have slides without microns per pixel:
+    their measurements are in pixels."""
+    if volume["format"] == "photo":
+        return ["no_spacing"]
+    if volume["format"] == "slide":
+        slide = volume.get("slide") or {}
+        if not slide.get("mpp_x") or not slide.get("mpp_y"):
+            return ["no_spacing"]
+    return []
 
 
 def _volume_label(volume: dict[str, Any]) -> str:

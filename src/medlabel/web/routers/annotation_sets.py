@@ -283,7 +283,7 @@ def get_mask(
     """Slices of a mask as binary (same layout and encodings as the upload); the shape,
     dtype and revision are in ``X-Mask-*`` headers."""
     _, rev, entry = annotation_masks.mask_at(ctx.db, actor, set_id, mask_id, revision)
-    tag = f'"{entry["manifest"]}-{start}-{count}-{encoding}"'
+    tag = f'"{entry["manifest"]}-{start}-{count or "all"}-{encoding}"'
     headers = {
         "ETag": tag,
         "Cache-Control": IMMUTABLE if revision is not None else "private, no-cache",
@@ -362,11 +362,12 @@ def mask_contours(
     revision: RevisionQuery = None,
 ) -> dict[str, Any]:
     """Outlines of each label on one slice as polygons with holes (index coordinates)."""
-    _, rev, entry = annotation_masks.mask_at(ctx.db, actor, set_id, mask_id, revision)
+    access, rev, entry = annotation_masks.mask_at(ctx.db, actor, set_id, mask_id, revision)
+    shape = access.item_access.item.geometry["shape"]
     return {
         "revision": rev.number,
         "slice": slice_,
-        "polygons": annotation_masks.contours(ctx.blobs, entry, slice_),
+        "polygons": annotation_masks.contours(ctx.blobs, entry, slice_, shape),
     }
 
 
