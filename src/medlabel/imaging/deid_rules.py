@@ -93,6 +93,21 @@ ALLOWED_KEYWORDS: frozenset[str] = _words(
     RespiratorySynchronizationSequence ContrastBolusUsageSequence ContrastBolusAgentNumber
     ContrastBolusAgentAdministered ContrastBolusAgentDetected ContrastBolusAgentPhase
     """
+    # VL whole slide microscopy (geometry of the tiled pixel matrix, focus, optical path
+    # structure and codes; no free text: specimen, container and path descriptions stay out)
+    """
+    TotalPixelMatrixColumns TotalPixelMatrixRows TotalPixelMatrixFocalPlanes
+    TotalPixelMatrixOriginSequence XOffsetInSlideCoordinateSystem
+    YOffsetInSlideCoordinateSystem ZOffsetInSlideCoordinateSystem ImageOrientationSlide
+    ImagedVolumeWidth ImagedVolumeHeight ImagedVolumeDepth NumberOfOpticalPaths
+    NumberOfFocalPlanes DistanceBetweenFocalPlanes FocusMethod ExtendedDepthOfField
+    SpecimenLabelInImage WholeSlideMicroscopyImageFrameTypeSequence
+    PlanePositionSlideSequence ColumnPositionInTotalImagePixelMatrix
+    RowPositionInTotalImagePixelMatrix OpticalPathSequence OpticalPathIdentifier
+    OpticalPathIdentificationSequence IlluminationTypeCodeSequence
+    IlluminationColorCodeSequence IlluminationWaveLength ObjectiveLensPower
+    ObjectiveLensNumericalAperture
+    """
     # MR acquisition
     """
     ScanningSequence SequenceVariant ScanOptions MRAcquisitionType AngioFlag RepetitionTime

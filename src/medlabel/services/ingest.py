@@ -271,7 +271,7 @@ def _record_instance(
     s: Session, clock: Clock, project_id: int, result: FileResult
 ) -> tuple[str, str | None]:
     facts = result.dicom
-    assert facts is not None and result.frames is not None
+    assert facts is not None and (result.frames is not None or facts.get("wsi") is not None)
     existing = s.scalar(
         select(Instance).where(
             Instance.project_id == project_id,
@@ -287,6 +287,15 @@ def _record_instance(
         )
     study = _study(s, clock, project_id, facts)
     frames = result.frames
+    info: dict[str, Any] = {
+        "record": facts["record"],
+        "display": facts["display"],
+        "modality": facts["modality"],
+        "series_description": facts["series_description"],
+        "pixels": frames.__dict__ if frames is not None else None,
+    }
+    if facts.get("wsi") is not None:  # a whole-slide level: no frames blob (dicom_wsi)
+        info["wsi"] = facts["wsi"]
     s.add(
         Instance(
             project_id=project_id,
@@ -295,16 +304,10 @@ def _record_instance(
             sop_instance_uid=facts["sop_instance_uid"],
             sop_class_uid=facts["sop_class_uid"],
             blob_sha256=facts["blob_sha256"],
-            frames_sha256=frames.sha256,
+            frames_sha256=frames.sha256 if frames is not None else None,
             size_bytes=facts["blob_size"],
-            frames=frames.frames,
-            info={
-                "record": facts["record"],
-                "display": facts["display"],
-                "modality": facts["modality"],
-                "series_description": facts["series_description"],
-                "pixels": frames.__dict__,
-            },
+            frames=frames.frames if frames is not None else int(facts["record"]["frames"] or 1),
+            info=info,
             quarantine_reasons=list(result.quarantine_reasons),
             created_at=clock(),
         )

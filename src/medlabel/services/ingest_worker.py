@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -128,6 +128,16 @@ def _process_dicom(task: FileTask, path: Path, base: dict[str, Any]) -> FileResu
     if fast is not None:
         clean = _read_own_output(fast.file_bytes)
         info = dicom.instance_info(clean)
+        if _is_wsi(info):
+            return _process_wsi(
+                task,
+                base,
+                fast.file_bytes,
+                clean,
+                info,
+                fast.patient_pseudonym,
+                fast.quarantine_reasons,
+            )
         dicom.check_pixel_module(clean, limits)
         stored = _native_frames(fast, info)
         if stored is None:
@@ -142,6 +152,13 @@ def _process_dicom(task: FileTask, path: Path, base: dict[str, Any]) -> FileResu
         outcome = deid.deidentify(ds, keys)
         clean = outcome.dataset
         info = dicom.instance_info(clean)
+        if _is_wsi(info):
+            file_bytes = deid.write_bytes(outcome)
+            own = _read_own_output(file_bytes)
+            return _process_wsi(
+                task, base, file_bytes, own, dicom.instance_info(own),
+                outcome.patient_pseudonym, outcome.quarantine_reasons,
+            )  # fmt: skip
         dicom.check_pixel_module(clean, limits)
         stored = dicom.decode_frames(clean, limits)
         file_bytes = deid.write_bytes(outcome)
@@ -157,6 +174,46 @@ def _process_dicom(task: FileTask, path: Path, base: dict[str, Any]) -> FileResu
         dicom=facts,
         frames=store_frames(blobs, frames, facts["blob_sha256"]),
         quarantine_reasons=tuple(reasons),
+    )
+
+
+def _is_wsi(info: InstanceInfo) -> bool:
+    from medlabel.imaging.dicom_wsi import is_wsi
+
+    return is_wsi(info.sop_class_uid)
+
+
+def _process_wsi(
+    task: FileTask,
+    base: dict[str, Any],
+    file_bytes: bytes,
+    clean: Dataset,
+    info: InstanceInfo,
+    pseudonym: str,
+    reasons: tuple[str, ...],
+) -> FileResult:
+    """A DICOM whole-slide image instance (``dicom_wsi``): a label, overview or thumbnail is
+    dropped (nothing stored); a pyramid level is stored as its de-identified file and a tile
+    index, without decoding its tiles. The series becomes a slide when items are built."""
+    from medlabel.imaging import dicom_wsi
+
+    dropped = dicom_wsi.dropped_reason(info.image_type)
+    if dropped is not None:
+        return FileResult(**base, outcome="rejected", reason=dropped)
+    scanned = dicom_wsi.scan_volume(clean, file_bytes, info.pixel_spacing)
+    blobs = BlobStore(Path(task.blob_root))
+    facts = _dicom_facts(info, pseudonym, clean)
+    facts["blob_sha256"] = blobs.put_bytes(file_bytes, sync=False)
+    facts["blob_size"] = len(file_bytes)
+    index = derived_name(facts["blob_sha256"], dicom_wsi.INDEX_VERSION)
+    if not blobs.exists(index):
+        blobs.put_chunks([scanned.index_bytes()], sync=False, name=index)
+    facts["wsi"] = replace(scanned.level, tiles_sha256=index).to_dict()
+    return FileResult(
+        **base,
+        outcome="processed",
+        dicom=facts,
+        quarantine_reasons=tuple(dict.fromkeys((*reasons, *scanned.reasons))),
     )
 
 

@@ -2,6 +2,8 @@
 
 DICOM instances become items through series assembly (``domain/series.py``), once per
 touched series at the end of a job; NIfTI volumes, photos and slides are items on their own.
+The levels of a DICOM whole-slide series become one ``slide`` item served from a pyramidal
+TIFF built from them (``imaging/dicom_wsi.py``).
 An item's ``pixel`` JSON says where its decoded frames are: a list of raw blobs (one per
 instance, or one per file) in item order, with their dtype and frame counts.
 """
@@ -9,6 +11,8 @@ instance, or one per file) in item order, with their dtype and frame counts.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -17,6 +21,8 @@ from sqlalchemy.orm import Session
 
 from medlabel.domain import series as series_domain
 from medlabel.domain.audit import AuditEntry, Outcome
+from medlabel.domain.errors import MedlabelError
+from medlabel.imaging import dicom_wsi
 from medlabel.services import audit
 from medlabel.services.actor import Clock
 from medlabel.storage.models import IngestFile, Instance, Item
@@ -130,7 +136,8 @@ def _volume_label(volume: dict[str, Any]) -> str:
 
 
 def build_for_job(deps: IngestDeps, job_id: str, project_id: int) -> None:
-    """Re-assemble every series that received instances in this job."""
+    """Re-assemble every series that received instances in this job. A whole-slide series'
+    pyramid (``dicom_wsi``) is written to the blob store first, outside any transaction."""
     with deps.db.read() as s:
         touched = sorted(
             set(
@@ -143,14 +150,109 @@ def build_for_job(deps: IngestDeps, job_id: str, project_id: int) -> None:
             )
         )
     for series_uid in touched:
+        try:
+            slides = prepare_slides(deps, project_id, series_uid)
+        except MedlabelError as exc:
+            _slide_failed(deps, job_id, series_uid, exc.detail)
+            slides = {}
         for attempt in range(2):  # a concurrent job may build the same item first
             try:
                 with deps.db.write() as s:
-                    build_series(s, deps.clock, project_id, series_uid)
+                    build_series(s, deps.clock, project_id, series_uid, slides=slides)
                 break
             except IntegrityError:
                 if attempt:
                     raise
+
+
+# ---- DICOM whole-slide images ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlidePlan:
+    key: str  # the item's content key
+    members: tuple[Instance, ...]  # pyramid levels, level 0 first
+    ignored: tuple[str, ...]  # SOP Instance UIDs of VOLUME instances that fit no level
+
+
+def _slide_plan(instances: list[Instance]) -> SlidePlan | None:
+    levels = [i for i in instances if (i.info or {}).get("wsi")]
+    if not levels:
+        return None
+    by_uid = {i.sop_instance_uid: i for i in levels}
+    plan = dicom_wsi.plan_pyramid(
+        [(i.sop_instance_uid, dicom_wsi.WsiLevel.from_dict(i.info["wsi"])) for i in levels]
+    )
+    key = content_key(series_domain.ItemKind.SLIDE.value, "dicom-wsi", *plan.members)
+    return SlidePlan(key, tuple(by_uid[k] for k in plan.members), plan.ignored)
+
+
+def prepare_slides(
+    deps: IngestDeps, project_id: int, series_uid: str
+) -> dict[str, dicom_wsi.BuiltSlide]:
+    """The pyramidal TIFF of the series' whole-slide levels, written and synced, keyed by
+    the item's content key; empty when the series has none or its item exists already."""
+    with deps.db.read() as s:
+        plan = _slide_plan(_series_instances(s, project_id, series_uid))
+        if plan is None or _item_by_key(s, project_id, plan.key) is not None:
+            return {}
+        levels = [
+            (m.blob_sha256, dicom_wsi.WsiLevel.from_dict(m.info["wsi"])) for m in plan.members
+        ]
+    built = dicom_wsi.build_pyramid(deps.blobs, levels)
+    deps.blobs.sync()  # durable before the item row names it
+    return {plan.key: built}
+
+
+def _slide_failed(deps: IngestDeps, job_id: str, series_uid: str, reason: str) -> None:
+    """The job's files of a whole-slide series whose pyramid could not be built: rejected."""
+    with deps.db.write() as s:
+        for row in s.scalars(
+            select(IngestFile).where(
+                IngestFile.job_id == job_id, IngestFile.series_uid == series_uid
+            )
+        ):
+            if row.outcome in ("ingested", "quarantined"):
+                row.outcome, row.reason = "rejected", reason
+
+
+def _slide_item(
+    s: Session, clock: Clock, project_id: int, plan: SlidePlan, built: dicom_wsi.BuiltSlide
+) -> Item:
+    members = list(plan.members)
+    first = members[0]
+    reasons = sorted({r for m in members for r in (m.quarantine_reasons or [])})
+    description = str(first.info.get("series_description") or "")
+    label = f"Whole-slide image {description}".strip()
+    info = built.info.to_dict()
+    item = Item(
+        project_id=project_id,
+        study_id=first.study_id,
+        kind=series_domain.ItemKind.SLIDE.value,
+        source_format="dicom",
+        modality=first.info.get("modality") or "SM",
+        series_uid=first.series_uid,
+        label=label[:200],
+        content_key=plan.key,
+        status="quarantined" if reasons else "ready",
+        quarantine_reasons=reasons,
+        flags=[] if built.info.mpp_x else ["no_spacing"],
+        details={
+            "instances": [m.sop_instance_uid for m in members],
+            "ignored_instances": list(plan.ignored),
+        },
+        geometry=built.info.geometry.to_dict(),
+        pixel={"blobs": [], "frames": 0, "slide": info},
+        source_sha256=built.source_sha256,
+        created_at=clock(),
+    )
+    s.add(item)
+    s.flush()
+    _audit_quarantine(s, clock, project_id, item, reasons)
+    return item
+
+
+# ---- DICOM series: assembly --------------------------------------------------------------
 
 
 def _record(inst: Instance) -> series_domain.SliceRecord:
@@ -176,27 +278,65 @@ def _record(inst: Instance) -> series_domain.SliceRecord:
     )
 
 
-def build_series(s: Session, clock: Clock, project_id: int, series_uid: str) -> list[Item]:
-    """Assemble one series into items; items that no longer match become superseded."""
-    instances = list(
+def _series_instances(s: Session, project_id: int, series_uid: str) -> list[Instance]:
+    return list(
         s.scalars(
             select(Instance).where(
                 Instance.project_id == project_id, Instance.series_uid == series_uid
             )
         )
     )
-    by_uid = {i.sop_instance_uid: i for i in instances}
-    assembled = series_domain.assemble([_record(i) for i in instances])
+
+
+def _item_by_key(s: Session, project_id: int, key: str) -> Item | None:
+    return s.scalar(select(Item).where(Item.project_id == project_id, Item.content_key == key))
+
+
+def build_series(
+    s: Session,
+    clock: Clock,
+    project_id: int,
+    series_uid: str,
+    *,
+    slides: Mapping[str, dicom_wsi.BuiltSlide] | None = None,
+) -> list[Item]:
+    """Assemble one series into items; items that no longer match become superseded.
+
+    Whole-slide levels (``info["wsi"]``) become one ``slide`` item, whose pyramid must be
+    in ``slides`` (see :func:`prepare_slides`) unless the item exists already; if it is
+    not, the series' current slide items are kept as they are.
+    """
+    instances = _series_instances(s, project_id, series_uid)
+    frames_based = [i for i in instances if not (i.info or {}).get("wsi")]
+    by_uid = {i.sop_instance_uid: i for i in frames_based}
+    assembled = series_domain.assemble([_record(i) for i in frames_based])
     keep: list[Item] = []
     for part in assembled:
         members = [by_uid[k] for k in part.members]
         key = content_key(
             part.kind.value, *part.members, ",".join(map(str, part.frame_order or ()))
         )
-        item = s.scalar(select(Item).where(Item.project_id == project_id, Item.content_key == key))
+        item = _item_by_key(s, project_id, key)
         if item is None:
             item = _new_series_item(s, clock, project_id, part, members, key)
         keep.append(item)
+    plan = _slide_plan(instances)
+    if plan is not None:
+        item = _item_by_key(s, project_id, plan.key)
+        if item is None and slides is not None and plan.key in slides:
+            item = _slide_item(s, clock, project_id, plan, slides[plan.key])
+        if item is not None:
+            keep.append(item)
+        else:  # not prepared (another job added a level meanwhile): leave slides alone
+            keep.extend(
+                s.scalars(
+                    select(Item).where(
+                        Item.project_id == project_id,
+                        Item.series_uid == series_uid,
+                        Item.kind == series_domain.ItemKind.SLIDE.value,
+                    )
+                )
+            )
     kept_ids = {i.id for i in keep}
     for old in s.scalars(
         select(Item).where(
@@ -252,6 +392,13 @@ def _new_series_item(
     )
     s.add(item)
     s.flush()
+    _audit_quarantine(s, clock, project_id, item, reasons)
+    return item
+
+
+def _audit_quarantine(
+    s: Session, clock: Clock, project_id: int, item: Item, reasons: list[str]
+) -> None:
     if reasons:
         audit.record(
             s,
@@ -265,7 +412,6 @@ def _new_series_item(
             ),
             clock,
         )
-    return item
 
 
 def _spacing_flags(source: str | None) -> list[str]:
