@@ -1,5 +1,5 @@
 # The two commands a fresh machine needs; see README.md.
-.PHONY: demo test lint bench
+.PHONY: demo test lint bench frontend openapi
 
 demo:
 	scripts/demo.sh
@@ -16,3 +16,14 @@ lint:
 bench:
 	scripts/bootstrap.sh --dev
 	.venv/bin/python bench/bench_api.py
+
+# The front end alone (frontend/dist); `make test` does this with its checks.
+frontend:
+	scripts/build-frontend.sh --check
+
+# After changing the API: refresh the OpenAPI snapshot and the TypeScript types made from it.
+openapi:
+	scripts/bootstrap.sh
+	.venv/bin/python scripts/dump_openapi.py frontend/src/api/openapi.json
+	scripts/build-frontend.sh
+	cd frontend && npm run --silent gen:api

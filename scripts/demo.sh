@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
+if ! scripts/build-frontend.sh; then
+  echo "demo: the front end could not be built (see above); serving the minimal page." >&2
+fi
 DATA="${MEDLABEL_DATA_DIR:-./medlabel-data}"
 .venv/bin/python scripts/fetch_data.py --tier test --tier demo
 [ -d .cache/demo/ct-chest ] || .venv/bin/python scripts/make_demo_data.py

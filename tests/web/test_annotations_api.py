@@ -187,8 +187,8 @@ def test_owner_and_reviewer_saving_at_once_lose_nothing(
         results[name] = save(api, aset["id"], doc, 1)
 
     threads = [
-        threading.Thread(target=run, args=("alice", alice, EVERY_KIND[:2])),
-        threading.Thread(target=run, args=("rita", rita, EVERY_KIND[:3])),
+        threading.Thread(target=run, args=("alice", alice, [EVERY_KIND[0], EVERY_KIND[1]])),
+        threading.Thread(target=run, args=("rita", rita, [EVERY_KIND[0], EVERY_KIND[2]])),
     ]
     for t in threads:
         t.start()
@@ -204,6 +204,8 @@ def test_owner_and_reviewer_saving_at_once_lose_nothing(
     merged = {a["id"]: a for a in head["annotations"]} | {a["id"]: a for a in EVERY_KIND[:3]}
     again = save(rita if loser == "rita" else alice, aset["id"], list(merged.values()), 2)
     assert again.status_code == 201, again.text
+    final = alice.get(f"/api/annotation-sets/{aset['id']}").json()
+    assert sorted(a["id"] for a in final["annotations"]) == sorted(["b1", "b3d", "p1"])
     history = alice.get(f"/api/annotation-sets/{aset['id']}/revisions").json()
     assert [h["author"]["username"] for h in history] == ["alice", winner, loser]
 

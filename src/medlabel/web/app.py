@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from medlabel import __version__
 from medlabel.services import ingest as ingest_service
@@ -35,6 +36,9 @@ from medlabel.web.routers import (
 )
 
 STATIC_DIR = Path(__file__).with_name("static")
+# The built front end (`npm run build` in frontend/, see docs/frontend.md). Without it (a
+# backend-only checkout) "/" serves the minimal page in STATIC_DIR instead.
+FRONTEND_DIST = Path(__file__).resolve().parents[3] / "frontend" / "dist"
 UPLOAD_PATH_SUFFIXES = ("/guidelines/assets",)
 # The largest mask body: a whole uint16 mask of the largest size, uncompressed.
 MAX_MASK_BODY_BYTES = MAX_MASK_VOXELS * 2 + 65536
@@ -118,9 +122,41 @@ def create_app(
         Route("/api/items/{item_id:int}/frames/{k:int}/raw", items.raw_frame_fast, methods=["GET"]),
     )
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if (FRONTEND_DIST / "index.html").is_file():
+        app.mount("/assets", StaticFiles(directory=FRONTEND_DIST / "assets"), name="assets")
+        # Asked only when no route matched the path (a wrong method is still a 405).
+        app.router.default = SinglePageApp(FRONTEND_DIST / "index.html", app.router.default)
+    else:
 
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        @app.get("/", include_in_schema=False)
+        def index() -> FileResponse:
+            return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+class SinglePageApp:
+    """The router's default for paths no route matched: the front end's index.html for a
+    GET of a client-side route (``/``, ``/projects/demo``, ``/items/7`` ...); everything
+    else goes to ``not_found`` (the usual 404 problem): API, docs and static paths, paths
+    that look like files, and other methods."""
+
+    RESERVED = frozenset({"api", "assets", "static", "docs", "redoc", "healthz", "readyz"})
+
+    def __init__(self, index: Path, not_found: ASGIApp) -> None:
+        self.index = index
+        self.not_found = not_found
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        segments = path.strip("/").split("/")
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in ("GET", "HEAD")
+            or segments[0] in self.RESERVED
+            or "." in segments[-1]
+        ):
+            await self.not_found(scope, receive, send)
+            return
+        response = FileResponse(self.index, headers={"Cache-Control": "no-cache"})
+        await response(scope, receive, send)

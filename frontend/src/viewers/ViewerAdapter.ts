@@ -1,0 +1,73 @@
+// The one interface the rest of the app uses to show an item. Implementations own an
+// element and a viewer library (Cornerstone3D for radiology; OpenSeadragon + Annotorious
+// for slides and photos later) and are the ONLY modules importing those libraries.
+//
+// Coordinates at this boundary are ours: image-index (i = column, j = row, k = slice), voxel
+// centres at integers, patient mm via the item's geometry (see ./geometry.ts). Canvas
+// coordinates are CSS pixels relative to the adapter's element.
+import type { Item, Vec3 } from '../api/items';
+import type { Window, WindowPreset } from './windowing';
+
+export interface ViewState {
+  readonly itemId: number | null;
+  /** k of the slice shown */
+  readonly sliceIndex: number;
+  readonly sliceCount: number;
+  /** distance of the shown slice from slice 0 along the slice normal, in mm */
+  readonly sliceOffsetMm: number | null;
+  /** the window in modality units (HU for CT) */
+  readonly window: Window | null;
+  /** set once the first image has been drawn */
+  readonly rendered: boolean;
+  /** images drawn so far (a test and debugging aid) */
+  readonly renderCount: number;
+  /** slices already in memory (prefetch progress) */
+  readonly loadedCount: number;
+  /** the canvas scale: 1 = the whole image fits */
+  readonly zoom: number;
+  readonly error: string | null;
+}
+
+export interface PixelProbe {
+  /** the voxel (integers) under the point */
+  readonly index: Vec3;
+  readonly patientMm: Vec3;
+  /** the stored value in modality units, null while the slice is not loaded */
+  readonly value: number | null;
+}
+
+export interface ViewerAdapter {
+  /** Show `item`; resolves once its first slice is drawn. */
+  load(item: Item): Promise<void>;
+  setSlice(k: number): void;
+  /** Move by `delta` slices, clamped to the stack. */
+  scrollSlices(delta: number): void;
+  setWindow(window: Window): void;
+  /** The automatic window of the shown slice (1st..99th percentile). */
+  setAutoWindow(): void;
+  presets(): readonly WindowPreset[];
+  /** Fit the image and undo zoom and pan. */
+  resetView(): void;
+  state(): ViewState;
+  /** Our index of a canvas point (fractional; k is the shown slice), or null off-image. */
+  canvasToIndex(x: number, y: number): Vec3 | null;
+  /** The canvas point of an index (its slice need not be shown). */
+  indexToCanvas(ijk: Vec3): [number, number];
+  probe(x: number, y: number): PixelProbe | null;
+  /** Called after every change of ViewState; returns the unsubscribe function. */
+  subscribe(listener: (state: ViewState) => void): () => void;
+  destroy(): void;
+}
+
+export const EMPTY_VIEW_STATE: ViewState = {
+  itemId: null,
+  sliceIndex: 0,
+  sliceCount: 0,
+  sliceOffsetMm: null,
+  window: null,
+  rendered: false,
+  renderCount: 0,
+  loadedCount: 0,
+  zoom: 1,
+  error: null,
+};
