@@ -814,10 +814,15 @@ class Ours:
     """``medlabel serve`` on a fresh data directory with the CT series and one annotator
     (own token, own set on the CT) per client."""
 
-    def __init__(self, database: str, workdir: Path, database_url: str | None) -> None:
+    def __init__(
+        self, database: str, workdir: Path, database_url: str | None, workers: int = 1
+    ) -> None:
         self.database = database
-        self.system = f"medlabel/{database}"
+        self.workers = workers
+        self.system = f"medlabel/{database}" + (f"/w{workers}" if workers > 1 else "")
         self.server = Server(workdir, database_url=database_url)
+        if workers > 1:
+            self.server.serve_args = ["--workers", str(workers)]
         self.info: dict[str, Any] = {}
         self.item_id = 0
         self.shape = (0, 0, 0)  # (columns, rows, slices)
@@ -872,7 +877,7 @@ class Ours:
         self._first_saves()
         self.info["setup_s"] = round(time.monotonic() - t0, 2)
         self.info["server_pid"] = self.pid
-        self.info["server_workers"] = "1 (medlabel serve default; several need PostgreSQL)"
+        self.info["server_workers"] = self.workers
         log(
             f"  {self.system}: pid {self.pid} port {self.port}, item {self.item_id} "
             f"shape {self.shape}, {clients} annotators, ready after {self.info['setup_s']} s "
@@ -1836,6 +1841,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="private network namespace (as root; default auto)",
     )
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="medlabel serve --workers N (default 1; with N > 1 the labelmap phase, whose "
+        "memory probe watches one process, is skipped)",
+    )
     ap.add_argument("--json", type=Path, help="write all figures and conditions here")
     ap.add_argument("--keep", action="store_true", help="keep the temp dirs (server logs)")
     return ap
@@ -1854,12 +1866,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         (0 < a.seconds <= 120, "--seconds: (0, 120]"),
         (0 < a.ls_seconds <= 300, "--ls-seconds: (0, 300]"),
         (0 <= a.warmup <= 100 and 0 <= a.ls_warmup <= 100, "--warmup/--ls-warmup: 0 to 100"),
-        (1 <= a.volume_rounds <= 10, "--volume-rounds: 1 to 10"),
+        (0 <= a.volume_rounds <= 10, "--volume-rounds: 0 to 10"),
+        (1 <= a.workers <= 8, "--workers: 1 to 8"),
         (1 <= a.ls_gunicorn_workers <= 16, "--ls-gunicorn-workers: 1 to 16"),
     )
     for ok, why in checks:
         if not ok:
             ap.error(why)
+    if a.workers > 1:
+        a.volume_rounds = 0
     return a
 
 
@@ -1903,7 +1918,7 @@ def measure_all(
             if database == "postgresql":
                 url, pg_version = stack.enter_context(pg_scratch_database(a.pg_url))
                 info["versions"]["postgresql_server"] = pg_version
-            ours = Ours(database, workdir, url)
+            ours = Ours(database, workdir, url, a.workers)
             stack.callback(ours.server.stop)
             ours.setup(a.series, max(a.clients))
             out.ours.append(ours)

@@ -214,6 +214,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
     password: str = ""
+    serve_args: list[str] = field(default_factory=list)  # extra `medlabel serve` options
 
     def __post_init__(self) -> None:
         self.data_dir = self.workdir / "data"
@@ -245,7 +246,7 @@ class Server:
         for _attempt in range(3):  # the free port may be taken between probe and bind
             self.port = free_port()
             cmd = [*medlabel_command(), "serve", "--data-dir", str(self.data_dir)]
-            cmd += ["--host", HOST, "--port", str(self.port)]
+            cmd += ["--host", HOST, "--port", str(self.port), *self.serve_args]
             with self.log_path.open("ab") as log:
                 self.proc = subprocess.Popen(
                     cmd,

@@ -89,7 +89,14 @@ def serve(
     data_dir: DataDir = DEFAULT_DATA_DIR,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL only).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Server processes (each uses one core; SQLite or PostgreSQL).",
+        ),
+    ] = 1,
     access_log: Annotated[
         bool, typer.Option(help="Log every request (the audit trail records reads anyway).")
     ] = False,
@@ -99,13 +106,15 @@ def serve(
 
     settings = _settings(data_dir)
     db = _ready_db(settings)
-    if workers > 1 and db.is_sqlite:
-        typer.secho(
-            "Several workers need PostgreSQL (MEDLABEL_DATABASE_URL); using 1.",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
-        workers = 1
+    if workers > 1 and settings.embedded_worker:
+        # The workers do not re-queue interrupted jobs themselves (each one would).
+        from medlabel.services.actor import utcnow
+        from medlabel.web.app import resume_interrupted_jobs
+        from medlabel.web.context import AppContext
+
+        resumed = resume_interrupted_jobs(AppContext.build(settings, db, utcnow))
+        if resumed:
+            typer.echo(f"Re-queued {resumed} interrupted ingest job(s).")
     db.dispose()
     typer.echo(
         f"medlabel {__version__} serving {settings.resolved_data_dir()} on "

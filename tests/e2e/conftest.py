@@ -108,8 +108,9 @@ def _wait_ready(server: Server) -> bool:
     raise AssertionError(f"server not ready after {START_TIMEOUT_S} s:\n{server.log()}")
 
 
-def start_demo_server(data_dir: Path) -> Server:
-    """Run ``medlabel demo`` on ``data_dir`` and serve it; the caller must terminate it."""
+def start_demo_server(data_dir: Path, *serve_args: str) -> Server:
+    """Run ``medlabel demo`` on ``data_dir`` and serve it (with ``serve_args``, e.g.
+    ``--workers 2``); the caller must terminate it."""
     out = run_cli("demo", "--data-dir", data_dir)
     match = re.search(r"^\s+password:\s+(\S+)\s*$", out, re.M)
     assert match, out
@@ -128,6 +129,7 @@ def start_demo_server(data_dir: Path) -> Server:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *serve_args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import signal
 import socket
+import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx2
 import pytest
 
-from tests.e2e.conftest import Server, run_cli
+from tests.e2e.conftest import Server, run_cli, start_demo_server
 
 pytestmark = pytest.mark.server
 
@@ -130,7 +132,25 @@ def test_api_token_over_http(demo_server: Server, admin: Browserless) -> None:
     assert admin.get(f"/api/projects/{slug}").status_code == 200
 
 
-def test_concurrent_clients(demo_server: Server) -> None:
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """``medlabel serve --workers 2`` on SQLite: two processes share the database."""
+    server = start_demo_server(tmp_path_factory.mktemp("e2e-workers") / "data", "--workers", "2")
+    try:
+        yield server
+    finally:
+        server.terminate()
+
+
+@pytest.mark.parametrize("which", ["demo_server", "two_workers"])
+def test_concurrent_clients(which: str, request: pytest.FixtureRequest) -> None:
+    demo_server: Server = request.getfixturevalue(which)
+    if which == "two_workers":  # /readyz answers as soon as the first worker is up
+        deadline = time.monotonic() + 120
+        while demo_server.log().count("Application startup complete") < 2:
+            assert time.monotonic() < deadline, demo_server.log()
+            time.sleep(0.2)
+        assert demo_server.log().count("Started server process") == 2, demo_server.log()
     threads, rounds = 8, 6
     run = uuid.uuid4().hex[:6]
 

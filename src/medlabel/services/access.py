@@ -58,7 +58,15 @@ def project_for(
     project = session.scalar(select(Project).where(Project.slug == slug))
     if project is None:
         raise ProjectNotFound(slug)
-    role = member_role(session, project.id, actor.user_id)
+    return decide(project, member_role(session, project.id, actor.user_id), actor, permission)
+
+
+def decide(
+    project: Project, role: Role | None, actor: Actor, permission: Permission
+) -> ProjectAccess:
+    """The access of ``actor`` (a member with ``role``, or none) to ``project``, for callers
+    that loaded both in one query: what :func:`project_for` decides."""
+    slug = project.slug
     if actor.is_admin and role is not Role.ADMIN:
         # Site admins act as project admins everywhere, whatever role a membership says.
         return ProjectAccess(project=project, role=Role.ADMIN, via_site_admin=True)

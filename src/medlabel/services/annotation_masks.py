@@ -216,7 +216,9 @@ class ManifestCache:
 MANIFESTS = ManifestCache()
 
 
-def put_manifest(blobs: BlobStore, spec: MaskSpec, slices: Sequence[Any]) -> str:
+def put_manifest(
+    blobs: BlobStore, spec: MaskSpec, slices: Sequence[Any], *, sync: bool = False
+) -> str:
     body = json.dumps(
         {
             "format": MANIFEST_FORMAT,
@@ -226,7 +228,7 @@ def put_manifest(blobs: BlobStore, spec: MaskSpec, slices: Sequence[Any]) -> str
         },
         separators=(",", ":"),
     ).encode()
-    return blobs.put_bytes(body, sync=False)
+    return blobs.put_bytes(body, sync=sync)
 
 
 def _empty_manifest(spec: MaskSpec) -> list[Any]:
@@ -259,24 +261,38 @@ def _check_range(spec: MaskSpec, start: int, count: int | None) -> int:
     return count
 
 
+SYNC_EACH_MAX = 8  # up to this many slices: fsync each file; more: one syncfs for all
+
+
+def slice_labels(block: np.ndarray) -> list[list[int]]:
+    """The label values present on each slice of ``block`` (one pass over the voxels)."""
+    return [codec.labels_present(block[n]) for n in range(block.shape[0])]
+
+
 def store_block(
     blobs: BlobStore,
     spec: MaskSpec,
     old: Sequence[Any],
     start: int,
     block: np.ndarray,
+    labels: Sequence[Sequence[int]] | None = None,
+    *,
+    sync: bool = False,
 ) -> tuple[list[Any], list[int]]:
     """Pack and store the slices of ``block`` from ``start`` into a copy of manifest
-    ``old``; returns the new manifest and the slices whose content changed."""
+    ``old``; returns the new manifest and the slices whose content changed. With
+    ``sync`` each blob is made durable as it is written; otherwise the caller syncs."""
     new = list(old)
     changed: list[int] = []
+    per_slice = labels if labels is not None else slice_labels(block)
     for n in range(block.shape[0]):
         k = start + n
-        packed = codec.pack_slice(block[n])
         cell = None
-        if packed is not None:
-            sha = blobs.put_bytes(packed, sync=False)
-            cell = [sha, codec.labels_present(block[n])]
+        if per_slice[n]:
+            packed = codec.pack_slice(block[n])
+            assert packed is not None
+            sha = blobs.put_bytes(packed, sync=sync)
+            cell = [sha, list(per_slice[n])]
         if (cell and cell[0]) != (new[k] and new[k][0]):
             changed.append(k)
         new[k] = cell
@@ -358,16 +374,18 @@ def save_slices(
         columns=columns,
         max_voxels=MAX_MASK_VOXELS,
     )
-    check_values(spec, schema, codec.labels_present(block))
+    labels = slice_labels(block)
+    check_values(spec, schema, sorted({v for values in labels for v in values}))
     old = MANIFESTS.get(blobs, existing["manifest"]) if existing else _empty_manifest(spec)
-    manifest, changed = store_block(blobs, spec, old, write.start, block)
+    few = count <= SYNC_EACH_MAX
+    manifest, changed = store_block(blobs, spec, old, write.start, block, labels, sync=few)
     del block
     return _commit_mask(
         db,
         blobs,
         actor,
         clock,
-        set_id,
+        access,
         base,
         spec,
         manifest,
@@ -376,6 +394,7 @@ def save_slices(
         version=version,
         duration_s=write.duration_s,
         comment=write.comment,
+        synced=few,
     )
 
 
@@ -384,7 +403,7 @@ def _commit_mask(
     blobs: BlobStore,
     actor: Actor,
     clock: Clock,
-    set_id: int,
+    access: SetAccess,
     base: int,
     spec: MaskSpec,
     manifest: list[Any] | None,
@@ -394,17 +413,23 @@ def _commit_mask(
     version: int,
     duration_s: float | None = None,
     comment: str | None = None,
+    synced: bool = False,
 ) -> tuple[SetAccess, AnnotationRevision, bool, list[int]]:
-    """Insert the revision that replaces (or, with ``manifest=None``, removes) the mask."""
+    """Insert the revision that replaces (or, with ``manifest=None``, removes) the mask.
+
+    ``access`` was checked by the caller in this request; the write transaction only
+    re-checks that the head revision has not moved. ``synced``: the slice blobs are
+    already durable (else one file-system sync makes them so before the commit)."""
+    set_id = access.annotation_set.id
     entry = None
     if manifest is not None:
-        sha = put_manifest(blobs, spec, manifest)
-        blobs.sync()
+        sha = put_manifest(blobs, spec, manifest, sync=synced)
+        if not synced:
+            blobs.sync()
         labels, nonempty = summarize(manifest)
         entry = spec.entry(sha, labels, nonempty)
     duration, text = sets.clean_meta(duration_s, comment)
     with db.write() as s:
-        access = sets.set_for(s, actor, set_id, write=True)
         head = sets.head_revision(s, set_id)
         sets.check_base(set_id, head, base)
         masks = [m for m in (head.masks if head else []) if m["id"] != spec.id]
@@ -447,7 +472,7 @@ def delete_mask(
     mask_id: str,
 ) -> tuple[SetAccess, AnnotationRevision, bool, list[int]]:
     with db.read() as s:
-        sets.set_for(s, actor, set_id, write=True)
+        access = sets.set_for(s, actor, set_id, write=True)
         head = sets.head_revision(s, set_id)
         sets.check_base(set_id, head, base)
     existing = _find(head, check_mask_id(mask_id))
@@ -461,7 +486,7 @@ def delete_mask(
         blobs,
         actor,
         clock,
-        set_id,
+        access,
         base,
         spec,
         None,
@@ -552,12 +577,10 @@ def interpolate(
     """Fill the slices between key slices of label ``value`` (shape-based interpolation);
     only background voxels are written."""
     with db.read() as s:
-        sets.set_for(s, actor, set_id, write=True)
+        access = sets.set_for(s, actor, set_id, write=True)
         head = sets.head_revision(s, set_id)
         sets.check_base(set_id, head, base)
-        geometry = Geometry.from_dict(
-            dict(sets.set_for(s, actor, set_id).item_access.item.geometry)
-        )
+    geometry = Geometry.from_dict(dict(access.item_access.item.geometry))
     existing = _find(head, check_mask_id(mask_id))
     if existing is None or head is None:
         raise NotFound(f"Annotation set {set_id} has no mask {mask_id!r} at its head revision.")
@@ -583,7 +606,7 @@ def interpolate(
         blobs,
         actor,
         clock,
-        set_id,
+        access,
         base,
         spec,
         new,

@@ -58,9 +58,15 @@ def item_for(
         access = project_for(session, actor, slug, permission)
     except NotFound as exc:
         raise ItemNotFound(item_id) from exc
+    return visible_item(item, access)
+
+
+def visible_item(item: Item, access: ProjectAccess) -> ItemAccess:
+    """``item`` with the project access already decided; quarantined items stay hidden
+    from those who cannot release them."""
     result = ItemAccess(item=item, access=access)
     if item.status == "quarantined" and not result.can_release:
-        raise ItemNotFound(item_id)
+        raise ItemNotFound(item.id)
     return result
 
 

@@ -64,6 +64,8 @@ class BlobStore:
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp_name, final)
+                if sync:  # the rename itself must survive a crash too
+                    _fsync_dir(final.parent)
             return sha
         except BaseException:
             if os.path.exists(tmp_name):
@@ -82,6 +84,14 @@ class BlobStore:
                 os.sync()
         finally:
             os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def derived_name(source_sha256: str, what: str) -> str:

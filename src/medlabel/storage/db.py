@@ -9,6 +9,7 @@ upgraded; readers use deferred transactions and run concurrently under WAL.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,6 +54,7 @@ class Database:
                 url, pool_size=10, max_overflow=20, pool_pre_ping=True
             )
             self._read_engine = self._write_engine
+        self._write_lock = threading.RLock() if self.is_sqlite else None
         self._write = sessionmaker(self._write_engine, expire_on_commit=False)
         self._read = sessionmaker(self._read_engine, expire_on_commit=False)
 
@@ -66,8 +68,17 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that commits on success and rolls back on any exception."""
-        with self._write() as session, session.begin():
+        """A transaction that commits on success and rolls back on any exception.
+
+        On SQLite the threads of this process also queue on a lock before ``BEGIN
+        IMMEDIATE``: SQLite's own busy handler makes waiting writers sleep and retry (up to
+        100 ms at a time), so under load a writer can lose to newcomers again and again; the
+        lock hands the writer slot over in turn. Other processes still queue in SQLite."""
+        if self._write_lock is None:
+            with self._write() as session, session.begin():
+                yield session
+            return
+        with self._write_lock, self._write() as session, session.begin():
             yield session
 
     @contextmanager

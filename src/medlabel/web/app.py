@@ -51,11 +51,15 @@ def create_app(
     clock: Clock = utcnow,
     immediate_jobs: bool = False,
     embedded_worker: bool = False,
+    resume_jobs: bool = True,
 ) -> FastAPI:
     """Build the app for ``settings``; the database must already be migrated.
 
     ``immediate_jobs`` runs background jobs inside the request (tests); ``embedded_worker``
-    consumes the queue in threads of this process while the app runs (``medlabel serve``).
+    consumes the queue in threads of this process while the app runs (``medlabel serve``);
+    ``resume_jobs`` re-queues, at start-up, the jobs a crash interrupted (only one process
+    of a deployment may do that: ``medlabel serve --workers N`` does it once, before it
+    starts the workers).
     """
     quiet_third_party_logs()
     database = db or Database(settings.resolved_database_url())
@@ -65,10 +69,9 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if embedded_worker:
             ctx.queue.start_consumer(workers=1)
-            # Single-server recovery: jobs a crash interrupted carry on where they stopped.
-            deps = ctx.ingest_deps()
-            for job_id in ingest_service.resumable_jobs(ctx.db, deps.staging_root):
-                ctx.queue.enqueue_ingest(job_id)
+            if resume_jobs:
+                # Jobs a crash interrupted carry on where they stopped.
+                resume_interrupted_jobs(ctx)
         try:
             yield
         finally:
@@ -133,6 +136,15 @@ def create_app(
             return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     return app
+
+
+def resume_interrupted_jobs(ctx: AppContext) -> int:
+    """Queue again every ingest job a crash left unfinished; returns how many."""
+    deps = ctx.ingest_deps()
+    jobs = ingest_service.resumable_jobs(ctx.db, deps.staging_root)
+    for job_id in jobs:
+        ctx.queue.enqueue_ingest(job_id)
+    return len(jobs)
 
 
 class SinglePageApp:

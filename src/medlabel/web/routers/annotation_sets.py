@@ -129,25 +129,24 @@ def save_shapes(
 ) -> dict[str, Any]:
     """Save the set's whole shape document as a new revision (masks carry over)."""
     base = base_version(if_match, body.base_revision)
-    with ctx.db.write() as s:
-        access, rev, created = sets.save_shapes(
-            s,
-            actor,
-            ctx.clock,
-            set_id,
-            base=base,
-            document={"annotations": body.annotations},
-            schema_version=body.schema_version,
-            duration_s=body.duration_s,
-            comment=body.comment,
-        )
-        item = access.item_access.item
-        out = {
-            "set_id": set_id,
-            "revision": rev.number,
-            "summary": rev.summary,
-            "measurements": sets.measurements(item.geometry, item.flags, rev.shapes),
-        }
+    saved = sets.save_shapes(
+        ctx.db,
+        actor,
+        ctx.clock,
+        set_id,
+        base=base,
+        document={"annotations": body.annotations},
+        schema_version=body.schema_version,
+        duration_s=body.duration_s,
+        comment=body.comment,
+    )
+    rev, created = saved.revision, saved.created
+    out = {
+        "set_id": set_id,
+        "revision": rev.number,
+        "summary": rev.summary,
+        "measurements": saved.measurements,
+    }
     _saved(response, out, rev.number, created)
     return out
 
@@ -298,7 +297,7 @@ def get_mask(
     if request.headers.get("if-none-match") == tag:
         return Response(status_code=304, headers=headers)
     return Response(
-        mask_codec.encode_block(block, encoding),
+        mask_codec.encode_block(block, encoding, level=1),
         media_type="application/octet-stream",
         headers=headers,
     )
