@@ -99,7 +99,12 @@ EVERY_KIND: list[dict[str, Any]] = [
 ]
 
 
-def test_every_kind_is_saved_and_read_back_exactly(alice: Api, ct: dict[str, Any]) -> None:
+def test_every_kind_is_saved_and_read_back_exactly(
+    alice: Api, ct: dict[str, Any], project: str
+) -> None:
+    # The item names its project (the viewer loads the project's label schema from it).
+    assert ct["project"] == project
+    assert alice.get(f"/api/items/{ct['id']}").json()["project"] == project
     aset = open_set(alice, ct["id"])
     assert aset["revision"] == 0 and aset["owner"]["username"] == "alice"
     response = save(alice, aset["id"], EVERY_KIND, 0, duration_s=42.5)

@@ -156,7 +156,7 @@ def window_presets(item: Item) -> list[str]:
     return [*header, *(n for n in ct if n not in header), "auto"]
 
 
-def view(item: Item, study: Study | None = None) -> dict[str, Any]:
+def view(item: Item, study: Study | None = None, project: str | None = None) -> dict[str, Any]:
     """The metadata the viewer needs (no blob names: pixels come from the pixel API).
 
     Frame values are in modality units (CT: Hounsfield units; the rescale is applied)."""
@@ -165,6 +165,7 @@ def view(item: Item, study: Study | None = None) -> dict[str, Any]:
     pixel["window_presets"] = window_presets(item)
     return {
         "id": item.id,
+        "project": project,
         "kind": item.kind,
         "source_format": item.source_format,
         "modality": item.modality,

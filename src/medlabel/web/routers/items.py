@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from medlabel.domain.errors import Conflict, InvalidInput, NotFound
 from medlabel.services import imagery, items
 from medlabel.services.items import ItemStatus
-from medlabel.storage.models import Study
+from medlabel.storage.models import Project, Study
 from medlabel.web.api_models import ResponseModel, StrictModel
 from medlabel.web.deps import Ctx, CurrentActor
 
@@ -65,11 +65,14 @@ def list_items(
 ) -> ItemPage:
     """Items of a project. Quarantined items are listed only for those who may release them."""
     with ctx.db.read() as s:
-        rows, total, _ = items.list_items(
+        rows, total, access = items.list_items(
             s, actor, slug, status=status, kind=kind, limit=limit, offset=offset
         )
         return ItemPage(
-            items=[items.view(i) for i in rows], total=total, limit=limit, offset=offset
+            items=[items.view(i, project=access.project.slug) for i in rows],
+            total=total,
+            limit=limit,
+            offset=offset,
         )
 
 
@@ -79,14 +82,16 @@ def get_item(item_id: int, actor: CurrentActor, ctx: Ctx) -> dict[str, Any]:
     with ctx.db.read() as s:
         target = items.item_for(s, actor, _checked(item_id))
         study = s.get(Study, target.item.study_id) if target.item.study_id else None
-        return items.view(target.item, study)
+        return items.view(target.item, study, project=target.access.project.slug)
 
 
 @router.post("/api/items/{item_id}/release")
 def release(item_id: int, body: ReleaseIn, actor: CurrentActor, ctx: Ctx) -> dict[str, Any]:
     """Release a quarantined item to annotators after checking its pixels (admins)."""
     with ctx.db.write() as s:
-        released = items.view(items.release(s, actor, ctx.clock, _checked(item_id), body.reason))
+        item = items.release(s, actor, ctx.clock, _checked(item_id), body.reason)
+        project = s.get(Project, item.project_id)
+        released = items.view(item, project=project.slug if project else None)
     ctx.forget_access()
     return released
 
