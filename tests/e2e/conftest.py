@@ -173,3 +173,21 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         server.terminate()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Headless Debian Chromium through Playwright, shared by a module's browser tests."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.test_login_page import CHROMIUM_ARGS, chromium_path
+
+    executable = chromium_path()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()

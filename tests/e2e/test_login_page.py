@@ -42,21 +42,6 @@ def chromium_path() -> str:
     pytest.skip("no Chromium: set MEDLABEL_TEST_CHROMIUM or install Debian's chromium")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = chromium_path()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 class Page:
     """A fresh browser context and page that records console errors and CSP violations."""
 

@@ -26,7 +26,11 @@ import pytest
 from medlabel.web.app import FRONTEND_DIST
 from tests.conftest import Api
 from tests.e2e.conftest import Server
-from tests.e2e.test_login_page import CHROMIUM_ARGS, COOKIE, WAIT_MS, Page, chromium_path
+from tests.e2e.test_login_page import (
+    COOKIE,
+    WAIT_MS,
+    Page,
+)
 from tests.web.annotation_support import CT_SLICES, ct_files, make_zip
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,21 +93,6 @@ def test_client_routes_get_the_app_and_everything_else_a_404(app) -> None:  # ty
 
 
 # --- the browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    executable = chromium_path()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=executable, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def _ingest_ct(server: Server, samples: Path) -> int:

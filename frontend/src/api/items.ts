@@ -126,9 +126,10 @@ export function parsePixel(value: unknown): PixelInfo {
     ? p.window_presets.map((n) => str(n, 'pixel.window_presets[]'))
     : [];
   return {
-    dtype: str(p.dtype, 'pixel.dtype'),
-    rows: num(p.rows, 'pixel.rows'),
-    columns: num(p.columns, 'pixel.columns'),
+    // Slides have no decoded frames (they are served as Deep Zoom tiles): no dtype, no size.
+    dtype: p.dtype === undefined ? '' : str(p.dtype, 'pixel.dtype'),
+    rows: p.rows === undefined ? 0 : num(p.rows, 'pixel.rows'),
+    columns: p.columns === undefined ? 0 : num(p.columns, 'pixel.columns'),
     samples: p.samples === undefined ? 1 : num(p.samples, 'pixel.samples'),
     frames: p.frames === undefined ? 1 : num(p.frames, 'pixel.frames'),
     photometric: typeof p.photometric === 'string' ? p.photometric : 'MONOCHROME2',

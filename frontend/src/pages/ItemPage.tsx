@@ -1,7 +1,10 @@
 import { isRadiology, renderedFrameUrl } from '../api/items';
 import { useItem } from '../api/queries';
 import { projectPath } from '../router';
+import { AnnotationWorkspace } from '../components/AnnotationWorkspace';
 import { RadiologyViewer } from '../viewers/RadiologyViewer';
+import { isSlideKind } from '../viewers/SlideViewer';
+import { SlideViewerPreview } from '../viewers/SlideViewerPreview';
 import { Link } from './Link';
 
 export function ItemPage({ itemId, slug }: { itemId: number; slug: string | null }) {
@@ -25,8 +28,14 @@ export function ItemPage({ itemId, slug }: { itemId: number; slug: string | null
           {item.error.message}
         </p>
       ) : null}
-      {item.data && isRadiology(item.data) ? <RadiologyViewer item={item.data} /> : null}
-      {item.data && !isRadiology(item.data) ? (
+      {item.data && isRadiology(item.data) && slug ? <AnnotationWorkspace item={item.data} slug={slug} /> : null}
+      {/* Without the project (a bare /items/{id} link) there is no label schema to annotate with. */}
+      {item.data && isRadiology(item.data) && !slug ? <RadiologyViewer item={item.data} /> : null}
+      {/* Slides and photos: the OpenSeadragon viewer (drawing is not saved yet). */}
+      {item.data && !isRadiology(item.data) && isSlideKind(item.data.kind) ? (
+        <SlideViewerPreview itemId={itemId} />
+      ) : null}
+      {item.data && !isRadiology(item.data) && !isSlideKind(item.data.kind) ? (
         <div className="fallback-view">
           <p className="muted">
             The {item.data.kind} viewer is not built yet; this is the server's rendering.

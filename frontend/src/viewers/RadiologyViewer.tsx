@@ -1,5 +1,5 @@
 // Hosts a radiology ViewerAdapter in a <div> and draws the toolbar and the readout.
-import { type KeyboardEvent, type MouseEvent, useEffect, useRef, useState } from 'react';
+import { type KeyboardEvent, type MouseEvent, type ReactNode, useEffect, useRef, useState } from 'react';
 
 import type { Item } from '../api/items';
 import { publishViewState } from '../testHook';
@@ -16,12 +16,22 @@ const KEY_STEPS: Readonly<Record<string, number>> = {
   PageDown: 10,
 };
 
-export function RadiologyViewer({ item }: { item: Item }) {
+export interface RadiologyViewerProps {
+  readonly item: Item;
+  /** Called with the adapter once its first slice is drawn, and with null when it goes. */
+  readonly onReady?: (adapter: ViewerAdapter | null) => void;
+  /** Extra toolbar content (the annotation tools). */
+  readonly toolbar?: ReactNode;
+}
+
+export function RadiologyViewer({ item, onReady, toolbar }: RadiologyViewerProps) {
   const element = useRef<HTMLDivElement>(null);
   const adapter = useRef<ViewerAdapter | null>(null);
   const [view, setView] = useState<ViewState>(EMPTY_VIEW_STATE);
   const [probe, setProbe] = useState<PixelProbe | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
+  const ready = useRef(onReady);
+  ready.current = onReady;
 
   useEffect(() => {
     const target = element.current;
@@ -32,8 +42,14 @@ export function RadiologyViewer({ item }: { item: Item }) {
       setView(state);
       publishViewState(state);
     });
-    viewer.load(item).catch((error: unknown) => setFailure(String(error)));
+    viewer
+      .load(item)
+      .then(() => {
+        if (adapter.current === viewer) ready.current?.(viewer);
+      })
+      .catch((error: unknown) => setFailure(String(error)));
     return () => {
+      ready.current?.(null);
       unsubscribe();
       viewer.destroy();
       adapter.current = null;
@@ -87,6 +103,7 @@ export function RadiologyViewer({ item }: { item: Item }) {
           drag: window/level · wheel or ↑↓: slices · middle drag: pan · right drag: zoom
         </span>
       </div>
+      {toolbar}
       <div
         id="viewport"
         className="viewport"

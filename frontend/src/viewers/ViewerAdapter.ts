@@ -6,6 +6,7 @@
 // centres at integers, patient mm via the item's geometry (see ./geometry.ts). Canvas
 // coordinates are CSS pixels relative to the adapter's element.
 import type { Item, Vec3 } from '../api/items';
+import type { Shape, ShapeGeometry } from '../state/shapes';
 import type { Window, WindowPreset } from './windowing';
 
 export interface ViewState {
@@ -57,6 +58,35 @@ export interface ViewerAdapter {
   /** Called after every change of ViewState; returns the unsubscribe function. */
   subscribe(listener: (state: ViewState) => void): () => void;
   destroy(): void;
+  /** Drawing and showing annotations, where the viewer supports them. */
+  readonly annotations?: AnnotationLayer;
+}
+
+/** What the primary mouse button does. */
+export type DrawTool = 'navigate' | 'box' | 'polygon' | 'polyline' | 'point';
+
+export interface ShapeStyle {
+  readonly color: string;
+  readonly visible: boolean;
+}
+
+/** A user's gesture on the shapes, in our coordinates (never a library object). */
+export type ShapeEvent =
+  /** a new shape was drawn; the listener returns false to discard it */
+  | { readonly type: 'created'; readonly id: string; readonly geometry: ShapeGeometry }
+  /** a shape was moved or reshaped */
+  | { readonly type: 'modified'; readonly id: string; readonly geometry: ShapeGeometry }
+  | { readonly type: 'selected'; readonly id: string | null };
+
+export interface AnnotationLayer {
+  setTool(tool: DrawTool): void;
+  /** Show exactly these shapes (those without a 2D geometry are skipped). */
+  setShapes(
+    shapes: readonly Shape[],
+    style: (shape: Shape) => ShapeStyle,
+    selected: string | null,
+  ): void;
+  onShapeEvent(listener: (event: ShapeEvent) => boolean | void): () => void;
 }
 
 export const EMPTY_VIEW_STATE: ViewState = {

@@ -28,11 +28,13 @@ import type { Item, Vec3 } from '../../api/items';
 import { indexToPatient, patientToIndex, sliceOffsetMm, voxelAt } from '../geometry';
 import {
   EMPTY_VIEW_STATE,
+  type AnnotationLayer,
   type PixelProbe,
   type ViewState,
   type ViewerAdapter,
 } from '../ViewerAdapter';
 import { type Window, type WindowPreset, autoWindow, presetsFor } from '../windowing';
+import { CornerstoneAnnotationLayer, addDrawingTools, registerDrawingTools } from './annotationLayer';
 import { FrameStore } from './frames';
 import { imageIdFor, registerImageSource, registerItem, unregisterItem } from './imageSource';
 
@@ -44,6 +46,7 @@ function initCornerstone(): Promise<void> {
     await initCore();
     initTools();
     for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool]) addTool(tool);
+    registerDrawingTools();
     registerImageSource();
   })();
   return initialised;
@@ -61,8 +64,14 @@ export class CornerstoneAdapter implements ViewerAdapter {
   private readonly listeners = new Set<(state: ViewState) => void>();
   private readonly cleanups: (() => void)[] = [];
   private destroyed = false;
+  private layer: CornerstoneAnnotationLayer | null = null;
 
   constructor(private readonly element: HTMLDivElement) {}
+
+  /** Drawing and showing annotations; set once load() has set up the viewport. */
+  get annotations(): AnnotationLayer | undefined {
+    return this.layer ?? undefined;
+  }
 
   async load(item: Item): Promise<void> {
     const geometry = item.geometry;
@@ -93,7 +102,8 @@ export class CornerstoneAdapter implements ViewerAdapter {
       defaultOptions: { background: [0, 0, 0] as Types.Point3 },
     });
     this.viewport = this.engine.getViewport(`${this.id}-viewport`) as StackViewport;
-    this.setUpTools();
+    const group = this.setUpTools();
+    this.layer = new CornerstoneAnnotationLayer(this.viewport, group, item);
     this.listen();
     this.update({
       itemId: item.id,
@@ -189,6 +199,8 @@ export class CornerstoneAdapter implements ViewerAdapter {
     this.destroyed = true;
     this.frames?.abort();
     for (const cleanup of this.cleanups.splice(0)) cleanup();
+    this.layer?.destroy();
+    this.layer = null;
     if (ToolGroupManager.getToolGroup(this.id)) ToolGroupManager.destroyToolGroup(this.id);
     this.engine?.destroy();
     this.engine = null;
@@ -203,7 +215,7 @@ export class CornerstoneAdapter implements ViewerAdapter {
     return autoWindow(await frames.frame(k));
   }
 
-  private setUpTools(): void {
+  private setUpTools() {
     const group = ToolGroupManager.createToolGroup(this.id);
     if (!group) throw new Error('Cornerstone could not create a tool group.');
     const viewportId = `${this.id}-viewport`;
@@ -220,6 +232,8 @@ export class CornerstoneAdapter implements ViewerAdapter {
     group.setToolActive(StackScrollTool.toolName, {
       bindings: [{ mouseButton: MouseBindings.Wheel }],
     });
+    addDrawingTools(group);
+    return group;
   }
 
   private listen(): void {
