@@ -8,7 +8,7 @@ import { defineConfig } from 'vitest/config';
  * - Annotorious draws with pixi.js 7, bundled inside it; pixi compiles its uniform uploads
  *   with `new Function` and refuses to start where eval is blocked. Patched exactly as
  *   @pixi/unsafe-eval patches pixi itself (which cannot reach the bundled copy): no eval
- *   check, and the static upload of src/viewers/slide/pixiSyncUniforms.ts.
+ *   check, and our own eval-free uniform upload (src/viewers/slide/pixiSyncUniforms.ts).
  * - Its Svelte components set `style` ATTRIBUTES (the shape being drawn or edited gets our
  *   colours that way), which `style-src 'self'` blocks; the same text set through the CSSOM
  *   (`element.style.cssText`) is allowed.

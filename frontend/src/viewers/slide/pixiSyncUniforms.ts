@@ -1,120 +1,122 @@
-// pixi.js 7 uploads shader uniforms through functions it compiles with `new Function`, which
-// our CSP (`script-src 'self'`, no 'unsafe-eval') refuses: Annotorious' WebGL layer (pixi.js
-// 7.4.3, bundled inside @annotorious/openseadragon) then throws "Current environment does not
-// allow unsafe-eval". pixi's own answer is @pixi/unsafe-eval, which swaps in this static
-// version; it cannot reach the copy bundled inside Annotorious, so vite.config.ts
-// (`pixiWithoutEval`) patches that copy to call this function instead.
+// Uniform upload for the pixi.js 7 renderer bundled inside @annotorious/openseadragon, without
+// `new Function`.
 //
-// Vendored from @pixi/unsafe-eval 7.4.3, lib/syncUniforms.mjs (MIT, (c) 2013-2023 Mathew
-// Groves, Chad Engler), unchanged apart from types.
+// pixi 7 generates one upload function per shader with `new Function`, which our CSP
+// (`script-src 'self'`, no 'unsafe-eval') refuses, so Annotorious' WebGL layer would not start.
+// vite.config.ts (`annotoriousUnderCsp`) patches the bundled renderer to call
+// `syncUniforms` below instead. It is our own table-driven uploader, written from the WebGL 2
+// API and the shape of pixi's uniform data (per uniform: `type`, `size`, `isArray`; per
+// program: `location` and a cached `value`):
+//
+// - a uniform without program data but marked `group` is a nested uniform group: pixi's
+//   shader system syncs it;
+// - samplers get consecutive texture units (the texture is bound to the unit);
+// - scalars and vectors are uploaded only when they changed (the cache is the program's
+//   `value`); matrices and arrays are uploaded every time;
+// - pixi passes some values as objects: a Point `{x, y}` for vec2, a Rectangle
+//   `{x, y, width, height}` for vec4, a Matrix (with `a`) for mat3 (`toArray(true)`).
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type GL = WebGL2RenderingContext;
-type Setter = (gl: GL, location: WebGLUniformLocation, cv: any, v: any) => void;
+type Family = 'float' | 'int' | 'uint' | 'matrix';
 
-const GLSL_TO_SINGLE_SETTERS: Record<string, Setter> = {
-  vec3(gl, location, cv, v) {
-    if (cv[0] !== v[0] || cv[1] !== v[1] || cv[2] !== v[2]) {
-      cv[0] = v[0];
-      cv[1] = v[1];
-      cv[2] = v[2];
-      gl.uniform3f(location, v[0], v[1], v[2]);
-    }
-  },
-  int: (gl, location, _cv, value) => gl.uniform1i(location, value),
-  ivec2: (gl, location, _cv, value) => gl.uniform2i(location, value[0], value[1]),
-  ivec3: (gl, location, _cv, value) => gl.uniform3i(location, value[0], value[1], value[2]),
-  ivec4: (gl, location, _cv, value) => gl.uniform4i(location, value[0], value[1], value[2], value[3]),
-  uint: (gl, location, _cv, value) => gl.uniform1ui(location, value),
-  uvec2: (gl, location, _cv, value) => gl.uniform2ui(location, value[0], value[1]),
-  uvec3: (gl, location, _cv, value) => gl.uniform3ui(location, value[0], value[1], value[2]),
-  uvec4: (gl, location, _cv, value) => gl.uniform4ui(location, value[0], value[1], value[2], value[3]),
-  bvec2: (gl, location, _cv, value) => gl.uniform2i(location, value[0], value[1]),
-  bvec3: (gl, location, _cv, value) => gl.uniform3i(location, value[0], value[1], value[2]),
-  bvec4: (gl, location, _cv, value) => gl.uniform4i(location, value[0], value[1], value[2], value[3]),
-  mat2: (gl, location, _cv, value) => gl.uniformMatrix2fv(location, false, value),
-  mat4: (gl, location, _cv, value) => gl.uniformMatrix4fv(location, false, value),
+/** GLSL type -> (value family, components per element; matrices: the dimension). */
+const GLSL: Record<string, readonly [Family, number]> = {
+  float: ['float', 1],
+  vec2: ['float', 2],
+  vec3: ['float', 3],
+  vec4: ['float', 4],
+  int: ['int', 1],
+  ivec2: ['int', 2],
+  ivec3: ['int', 3],
+  ivec4: ['int', 4],
+  bool: ['int', 1],
+  bvec2: ['int', 2],
+  bvec3: ['int', 3],
+  bvec4: ['int', 4],
+  sampler2D: ['int', 1],
+  samplerCube: ['int', 1],
+  sampler2DArray: ['int', 1],
+  uint: ['uint', 1],
+  uvec2: ['uint', 2],
+  uvec3: ['uint', 3],
+  uvec4: ['uint', 4],
+  mat2: ['matrix', 2],
+  mat3: ['matrix', 3],
+  mat4: ['matrix', 4],
 };
 
-const GLSL_TO_ARRAY_SETTERS: Record<string, Setter> = {
-  float: (gl, location, _cv, value) => gl.uniform1fv(location, value),
-  vec2: (gl, location, _cv, value) => gl.uniform2fv(location, value),
-  vec3: (gl, location, _cv, value) => gl.uniform3fv(location, value),
-  vec4: (gl, location, _cv, value) => gl.uniform4fv(location, value),
-  int: (gl, location, _cv, value) => gl.uniform1iv(location, value),
-  ivec2: (gl, location, _cv, value) => gl.uniform2iv(location, value),
-  ivec3: (gl, location, _cv, value) => gl.uniform3iv(location, value),
-  ivec4: (gl, location, _cv, value) => gl.uniform4iv(location, value),
-  uint: (gl, location, _cv, value) => gl.uniform1uiv(location, value),
-  uvec2: (gl, location, _cv, value) => gl.uniform2uiv(location, value),
-  uvec3: (gl, location, _cv, value) => gl.uniform3uiv(location, value),
-  uvec4: (gl, location, _cv, value) => gl.uniform4uiv(location, value),
-  bool: (gl, location, _cv, value) => gl.uniform1iv(location, value),
-  bvec2: (gl, location, _cv, value) => gl.uniform2iv(location, value),
-  bvec3: (gl, location, _cv, value) => gl.uniform3iv(location, value),
-  bvec4: (gl, location, _cv, value) => gl.uniform4iv(location, value),
-  sampler2D: (gl, location, _cv, value) => gl.uniform1iv(location, value),
-  samplerCube: (gl, location, _cv, value) => gl.uniform1iv(location, value),
-  sampler2DArray: (gl, location, _cv, value) => gl.uniform1iv(location, value),
-};
+const SAMPLERS = new Set(['sampler2D', 'samplerCube', 'sampler2DArray']);
 
-function isSingle(data: any, type: string): boolean {
-  return data.type === type && data.size === 1 && !data.isArray;
+/** A single (non-array) value as numbers, whatever pixi object carries it. */
+function flatten(type: string, value: any): ArrayLike<number> {
+  if (typeof value === 'number' || typeof value === 'boolean') return [Number(value)];
+  if (type === 'vec2' && value.x !== undefined) return [value.x, value.y];
+  if (type === 'vec4' && value.width !== undefined) {
+    return [value.x, value.y, value.width, value.height];
+  }
+  if (type === 'mat3' && value.a !== undefined) return value.toArray(true);
+  return value;
 }
 
-/** @pixi/unsafe-eval's syncUniforms(group, uniformData, ud, uv, renderer). */
+function upload(gl: GL, location: WebGLUniformLocation, family: Family, n: number, v: any): void {
+  const g = gl as any;
+  if (family === 'matrix') {
+    g[`uniformMatrix${n}fv`](location, false, v);
+  } else {
+    const suffix = family === 'float' ? 'fv' : family === 'int' ? 'iv' : 'uiv';
+    g[`uniform${n}${suffix}`](location, v);
+  }
+}
+
+/** Returns whether ``cache`` already holds ``values`` (and stores them if not). */
+function cached(holder: { value: any }, values: ArrayLike<number>): boolean {
+  if (values.length === 1) {
+    if (holder.value === values[0]) return true;
+    holder.value = values[0];
+    return false;
+  }
+  const cache = holder.value;
+  let same = cache != null && cache.length === values.length;
+  for (let k = 0; same && k < values.length; k++) same = cache[k] === values[k];
+  if (same) return true;
+  if (cache != null && cache.length === values.length) {
+    for (let k = 0; k < values.length; k++) cache[k] = values[k];
+  } else {
+    holder.value = Array.from(values);
+  }
+  return false;
+}
+
+/** Called as pixi's generated function would be: (group, program uniform data, the
+ * program's per-uniform cache and locations, the group's values, renderer). */
 export function syncUniforms(group: any, uniformData: any, ud: any, uv: any, renderer: any): void {
-  let textureCount = 0;
   const gl: GL = renderer.gl;
-  for (const i in group.uniforms) {
-    const data = uniformData[i];
-    const uvi = uv[i];
-    const udi = ud[i];
-    const gu = group.uniforms[i];
+  let unit = 0;
+  for (const name in group.uniforms) {
+    const data = uniformData[name];
+    const value = uv[name];
     if (!data) {
-      if (gu.group === true) renderer.shader.syncUniformGroup(uvi);
+      if (group.uniforms[name].group === true) renderer.shader.syncUniformGroup(value);
       continue;
     }
-    if (isSingle(data, 'float')) {
-      if (uvi !== udi.value) {
-        udi.value = uvi;
-        gl.uniform1f(udi.location, uvi);
-      }
-    } else if (isSingle(data, 'bool')) {
-      if (uvi !== udi.value) {
-        udi.value = uvi;
-        gl.uniform1i(udi.location, Number(uvi));
-      }
-    } else if (isSingle(data, 'sampler2D') || isSingle(data, 'samplerCube') || isSingle(data, 'sampler2DArray')) {
-      renderer.texture.bind(uvi, textureCount);
-      if (udi.value !== textureCount) {
-        udi.value = textureCount;
-        gl.uniform1i(udi.location, textureCount);
-      }
-      textureCount += 1;
-    } else if (isSingle(data, 'mat3')) {
-      gl.uniformMatrix3fv(udi.location, false, gu.a !== undefined ? uvi.toArray(true) : uvi);
-    } else if (isSingle(data, 'vec2')) {
-      const cv = udi.value;
-      const [x, y] = gu.x !== undefined ? [uvi.x, uvi.y] : [uvi[0], uvi[1]];
-      if (cv[0] !== x || cv[1] !== y) {
-        cv[0] = x;
-        cv[1] = y;
-        gl.uniform2f(udi.location, x, y);
-      }
-    } else if (isSingle(data, 'vec4')) {
-      const cv = udi.value;
-      const [x, y, z, w] =
-        gu.width !== undefined ? [uvi.x, uvi.y, uvi.width, uvi.height] : [uvi[0], uvi[1], uvi[2], uvi[3]];
-      if (cv[0] !== x || cv[1] !== y || cv[2] !== z || cv[3] !== w) {
-        cv[0] = x;
-        cv[1] = y;
-        cv[2] = z;
-        cv[3] = w;
-        gl.uniform4f(udi.location, x, y, z, w);
-      }
+    const slot = ud[name];
+    const single = data.size === 1 && !data.isArray;
+    if (single && SAMPLERS.has(data.type)) {
+      renderer.texture.bind(value, unit);
+      if (!cached(slot, [unit])) gl.uniform1i(slot.location, unit);
+      unit += 1;
+      continue;
+    }
+    const spec = GLSL[data.type];
+    if (spec === undefined) continue; // a type WebGL 2 has no uniform upload for
+    const [family, n] = spec;
+    if (!single) {
+      upload(gl, slot.location, family, n, value);
+    } else if (family === 'matrix') {
+      upload(gl, slot.location, family, n, flatten(data.type, value));
     } else {
-      const setters = data.size === 1 && !data.isArray ? GLSL_TO_SINGLE_SETTERS : GLSL_TO_ARRAY_SETTERS;
-      setters[data.type]!.call(null, gl, udi.location, udi.value, uvi);
+      const values = flatten(data.type, value);
+      if (!cached(slot, values)) upload(gl, slot.location, family, n, values);
     }
   }
 }
