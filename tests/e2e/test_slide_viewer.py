@@ -7,9 +7,12 @@ each: the Deep Zoom tiles draw (the canvas is not blank), the wheel zooms, a dra
 a rectangle drawn with Annotorious comes back as our box shape, in image-index coordinates
 (pixel centres at integers), where it was drawn, to within one screen pixel.
 
-The item page renders the slide viewer for items of kind ``slide`` and ``image`` (drawing
-is not saved yet). State is read from ``window.__medlabel.slide``
-(frontend/src/viewers/slide/testHook.ts).
+The item page renders the slide viewer for items of kind ``slide`` and ``image`` inside the
+annotation workspace (frontend/src/components/AnnotationWorkspace.tsx): the rectangle,
+drawn with the demo class ``fracture`` (box allowed, no required attribute), goes into the
+annotation store and is autosaved; after a reload it is shown again and the API has it.
+State is read from ``window.__medlabel.slide`` (frontend/src/viewers/slide/testHook.ts) and
+``window.__medlabel.annotations`` (frontend/src/state/testHook.ts).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import httpx2
 import pytest
 
 from tests.e2e.conftest import Server
+from tests.e2e.test_annotate import _api
 from tests.e2e.test_login_page import (
     COOKIE,
     WAIT_MS,
@@ -104,6 +108,24 @@ def _wait_slide(p: Any, condition: str) -> dict[str, Any]:
         timeout=WAIT_MS,
     )
     return _slide(p)
+
+
+def _wait_annotations(p: Any, condition: str) -> dict[str, Any]:
+    """Wait until `condition` (JS over `a`, the workspace's annotation state) holds."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        p.wait_for_function(
+            "() => { const a = window.__medlabel && window.__medlabel.annotations; "
+            f"return !!a && !!({condition}); }}",
+            timeout=WAIT_MS,
+        )
+    except PlaywrightTimeout:
+        now = p.evaluate("window.__medlabel && window.__medlabel.annotations")
+        raise AssertionError(f"timed out waiting for {condition}; state: {now}") from None
+    state = p.evaluate("window.__medlabel.annotations")
+    assert isinstance(state, dict)
+    return state
 
 
 def _index_to_client(p: Any, ij: tuple[float, float]) -> tuple[float, float]:
@@ -214,9 +236,12 @@ def test_tiles_zoom_pan_and_draw_a_rectangle(
     # panning does not zoom (within what OSD's spring animation leaves after settling)
     assert state["imageZoom"] == pytest.approx(zoom, rel=1e-3)
 
-    # Draw a rectangle with Annotorious, between two known pixels.
-    p.locator("button[data-tool='rectangle']").click()
+    # Pick a class that allows a box (and needs no attribute), then the box tool.
+    _wait_annotations(p, "a.layerReady && a.status === 'saved' && a.shapes.length === 0")
+    p.locator("#labels li[data-class='fracture'] button.class-pick").click()
+    p.locator("button[data-tool='box']").click()
     _wait_slide(p, "v.tool === 'rectangle'")
+    # Draw a rectangle with Annotorious, between two known pixels.
     ci, cj = state["centre"]
     start = (float(round(ci - 120 / zoom)), float(round(cj - 80 / zoom)))
     end = (float(round(ci + 90 / zoom)), float(round(cj + 70 / zoom)))
@@ -227,15 +252,42 @@ def test_tiles_zoom_pan_and_draw_a_rectangle(
     p.mouse.move((x0 + x1) / 2, (y0 + y1) / 2, steps=5)
     p.mouse.move(x1, y1, steps=5)
     p.mouse.up()
-    hook = _wait_slide(p, "shapes.length === 1")
+    hook = _wait_slide(p, "shapes.length === 1 && shapes[0].label === 'fracture'")
     shape = hook["shapes"][0]
-    assert shape["kind"] == "box" and shape["label"] == "region" and shape["slice"] == 0, shape
+    assert shape["kind"] == "box" and shape["slice"] == 0, shape
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,64}", shape["id"]), shape
     tolerance = 1.0 / zoom  # one screen pixel, in image pixels, at this zoom
     for axis in (0, 1):
         assert shape["min"][axis] == pytest.approx(start[axis], abs=tolerance), (shape, start)
         assert shape["max"][axis] == pytest.approx(end[axis], abs=tolerance), (shape, end)
     expect(p.locator("#slide-shape-readout")).to_have_text("1 shape")
+
+    # The box is a store entry and is autosaved.
+    saved = _wait_annotations(p, "a.status === 'saved' && a.shapes.length === 1 && a.revision >= 1")
+    assert saved["shapes"][0]["id"] == shape["id"] and saved["shapes"][0]["label"] == "fracture"
+    expect(p.locator("#save-status")).to_have_attribute("data-status", "saved")
+    expect(p.locator("#shapes li")).to_have_count(1)
+
+    # A reload shows the stored box again.
+    p.reload()
+    _wait_slide(p, "v.rendered && shapes.length === 1")
+    state = _wait_annotations(p, "a.layerReady && a.status === 'saved' && a.shapes.length === 1")
+    assert state["shapes"][0]["id"] == shape["id"]
+    expect(p.locator("#slide-shape-readout")).to_have_text("1 shape")
+
+    with _api(page.server) as api:
+        response = api.get(f"/api/items/{item_id}/annotations")
+        assert response.status_code == 200, response.text
+        stored = [a for s in response.json()["sets"] for a in s.get("annotations", [])]
+    assert len(stored) == 1, stored
+    box_ = stored[0]
+    assert box_["id"] == shape["id"] and box_["kind"] == "box", box_
+    assert box_["label"] == "fracture" and box_["slice"] == 0, box_
+    for axis in (0, 1):
+        assert box_["min"][axis] == pytest.approx(start[axis], abs=tolerance), (box_, start)
+        assert box_["max"][axis] == pytest.approx(end[axis], abs=tolerance), (box_, end)
+    assert 0 <= box_["min"][0] < box_["max"][0] <= width - 1, box_
+    assert 0 <= box_["min"][1] < box_["max"][1] <= height - 1, box_
 
     assert page.page_errors == []
     assert page.csp_violations() == []

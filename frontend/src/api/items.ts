@@ -50,6 +50,8 @@ export interface Item {
   readonly geometry: Geometry | null;
   readonly pixel: PixelInfo;
   readonly series_uid: string | null;
+  /** the slug of the item's project (GET /api/items/{id} names it) */
+  readonly project: string | null;
 }
 
 export class InvalidResponse extends Error {
@@ -153,6 +155,7 @@ export function parseItem(value: unknown): Item {
     geometry: it.geometry === null || it.geometry === undefined ? null : parseGeometry(it.geometry),
     pixel: parsePixel(it.pixel),
     series_uid: optStr(it.series_uid, 'item.series_uid'),
+    project: optStr(it.project, 'item.project'),
   };
 }
 

@@ -54,7 +54,12 @@ const TOOLS: readonly (readonly [DrawTool, string, string])[] = [
   ['point', 'Point', 'k'],
 ];
 
+/** Every drawing tool (the radiology viewer has them all). */
+export const ALL_TOOLS: readonly DrawTool[] = TOOLS.map(([tool]) => tool);
+
 export function ToolsBar(props: {
+  /** the tools the viewer has (default: all) */
+  tools?: readonly DrawTool[];
   tool: DrawTool;
   onTool: (tool: DrawTool) => void;
   canUndo: boolean;
@@ -66,7 +71,7 @@ export function ToolsBar(props: {
 }) {
   return (
     <div className="toolbar" role="toolbar" aria-label="Annotation tools">
-      {TOOLS.map(([tool, name, key]) => (
+      {TOOLS.filter(([tool]) => !props.tools || props.tools.includes(tool)).map(([tool, name, key]) => (
         <button
           key={tool}
           type="button"

@@ -1,8 +1,10 @@
-// Annotating an item in the radiology viewer: opens your annotation set, keeps its document
-// in an AnnotationStore with undo/redo, autosaves it (AutosaveController) and connects the
-// viewer's annotation layer, the panels and the keyboard.
+// Annotating an item: opens your annotation set, keeps its document in an AnnotationStore
+// with undo/redo, autosaves it (AutosaveController) and connects the viewer's annotation
+// layer, the panels and the keyboard. The viewer is the radiology viewer unless `viewer`
+// renders another one (the slide viewer for slides and photos): anything that hands an
+// AnnotationHost to `onReady` and shows `toolbar`.
 import { useQuery } from '@tanstack/react-query';
-import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
+import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 
 import { annotationSetApi, fetchLabelSchema, fetchSetHead, openAnnotationSet } from '../api/annotations';
 import type { Item } from '../api/items';
@@ -13,8 +15,8 @@ import { type Shape, shapeToJson, sliceOf, withGeometry } from '../state/shapes'
 import { AnnotationStore, type StoreSnapshot } from '../state/store';
 import { publishAnnotations } from '../state/testHook';
 import { RadiologyViewer } from '../viewers/RadiologyViewer';
-import type { DrawTool, ShapeEvent, ViewerAdapter } from '../viewers/ViewerAdapter';
-import { KeymapDialog, LabelsPanel, ShapeList, ShapePanel, ToolsBar } from './AnnotationPanels';
+import type { AnnotationHost, DrawTool, ShapeEvent } from '../viewers/ViewerAdapter';
+import { ALL_TOOLS, KeymapDialog, LabelsPanel, ShapeList, ShapePanel, ToolsBar } from './AnnotationPanels';
 
 const browserClock: Clock = {
   now: () => Date.now(),
@@ -91,7 +93,22 @@ function useAnnotationSession(itemId: number, schema: LabelSchema | undefined) {
 const EMPTY_SNAPSHOT: StoreSnapshot = { shapes: [], selected: null, canUndo: false, canRedo: false, version: 0 };
 const noop = (): (() => void) => () => undefined;
 
-export function AnnotationWorkspace({ item, slug }: { item: Item; slug: string }) {
+/** What a workspace's viewer gets: where to hand its AnnotationHost, and the toolbar to show. */
+export interface WorkspaceViewerProps {
+  readonly onReady: (host: AnnotationHost | null) => void;
+  readonly toolbar: ReactNode;
+}
+
+export interface AnnotationWorkspaceProps {
+  readonly item: Item;
+  readonly slug: string;
+  /** renders the viewer (default: the radiology viewer of `item`) */
+  readonly viewer?: (props: WorkspaceViewerProps) => ReactNode;
+  /** the drawing tools the viewer has (default: all) */
+  readonly tools?: readonly DrawTool[];
+}
+
+export function AnnotationWorkspace({ item, slug, viewer, tools = ALL_TOOLS }: AnnotationWorkspaceProps) {
   const schemaQuery = useQuery({ queryKey: ['projects', slug, 'schema'], queryFn: () => fetchLabelSchema(slug) });
   const schema = schemaQuery.data;
   const { session, error } = useAnnotationSession(item.id, schema);
@@ -107,7 +124,7 @@ export function AnnotationWorkspace({ item, slug }: { item: Item; slug: string }
     () => (saver ? saver.state() : null),
   );
 
-  const [adapter, setAdapter] = useState<ViewerAdapter | null>(null);
+  const [adapter, setAdapter] = useState<AnnotationHost | null>(null);
   const [tool, setTool] = useState<DrawTool>('navigate');
   const [active, setActive] = useState<string | null>(null);
   const [hidden, setHidden] = useState<ReadonlySet<string>>(new Set());
@@ -230,6 +247,7 @@ export function AnnotationWorkspace({ item, slug }: { item: Item; slug: string }
       if (!action) return;
       switch (action.type) {
         case 'tool':
+          if (!tools.includes(action.tool)) return;
           setTool(action.tool);
           break;
         case 'class': {
@@ -259,7 +277,7 @@ export function AnnotationWorkspace({ item, slug }: { item: Item; slug: string }
     };
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);
-  }, [schema, store, snapshot.selected, pickClass, help]);
+  }, [schema, store, snapshot.selected, pickClass, help, tools]);
 
   const selectedShape = snapshot.selected && store ? (store.get(snapshot.selected) ?? null) : null;
   const counts = useMemo(() => {
@@ -271,6 +289,7 @@ export function AnnotationWorkspace({ item, slug }: { item: Item; slug: string }
   const toolbar =
     saveState && store ? (
       <ToolsBar
+        tools={tools}
         tool={tool}
         onTool={setTool}
         canUndo={snapshot.canUndo}
@@ -287,7 +306,11 @@ export function AnnotationWorkspace({ item, slug }: { item: Item; slug: string }
   return (
     <div className="workspace">
       <div className="workspace-main">
-        <RadiologyViewer item={item} onReady={setAdapter} toolbar={toolbar} />
+        {viewer ? (
+          viewer({ onReady: setAdapter, toolbar })
+        ) : (
+          <RadiologyViewer item={item} onReady={setAdapter} toolbar={toolbar} />
+        )}
         {notice ? (
           <p className="notice" role="status" id="annotation-notice">
             {notice}

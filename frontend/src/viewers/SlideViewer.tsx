@@ -1,42 +1,40 @@
 // Hosts the slide adapter (OpenSeadragon + Annotorious, ./slide/OsdSlideAdapter.ts) for items
-// of kind `slide` and `image`: toolbar, keys, magnification, scale bar and readout.
+// of kind `slide` and `image`: zoom buttons and keys, magnification, scale bar and readout.
 //
-// Controlled: `shapes` is the item's shape document (our JSON, docs/annotations.md); every
-// drawing, edit or deletion calls `onShapesChange` with the whole new list. Boxes and
-// polygons on slice 0 are shown and editable; other kinds are passed through untouched.
-// Saving is the caller's business.
-import { type KeyboardEvent, type MouseEvent, useEffect, useRef, useState } from 'react';
+// Annotating is the workspace's business (components/AnnotationWorkspace.tsx): once the first
+// view is drawn, `onReady` gets an AnnotationHost whose layer (./slide/slideAnnotationLayer.ts)
+// shows the store's boxes and polygons (slice 0) and reports drawings and edits; the
+// workspace's toolbar (tools, undo/redo, save status) comes in as `toolbar`. Without
+// `onReady` the viewer only shows the image.
+import { type KeyboardEvent, type MouseEvent, type ReactNode, useEffect, useRef, useState } from 'react';
 
-import { type ActiveLabel, EMPTY_SLIDE_STATE, OsdSlideAdapter, type SlideTool, type SlideViewState } from './slide/OsdSlideAdapter';
+import type { AnnotationHost } from './ViewerAdapter';
+import { EMPTY_SLIDE_STATE, OsdSlideAdapter, type SlideViewState } from './slide/OsdSlideAdapter';
 import { formatMagnification, pixelAt, scaleBar } from './slide/coords';
-import type { Shape } from './slide/shapes';
+import { SlideAnnotationLayer } from './slide/slideAnnotationLayer';
 import type { SlideItem } from './slide/slideItem';
 import { publishSlide } from './slide/testHook';
 
-export type { ActiveLabel, SlideTool } from './slide/OsdSlideAdapter';
-export type { Shape } from './slide/shapes';
+export type { SlideTool } from './slide/OsdSlideAdapter';
 export type { SlideItem } from './slide/slideItem';
 export { parseSlideItem, isSlideKind } from './slide/slideItem';
+export { SLIDE_TOOLS } from './slide/slideAnnotationLayer';
 
 export interface SlideViewerProps {
-  item: SlideItem;
-  shapes: readonly Shape[];
-  onShapesChange: (shapes: readonly Shape[]) => void;
-  /** the class new shapes get, and its colour */
-  activeLabel: ActiveLabel;
-  /** colours of the other classes (by key), for shapes already there */
-  labelColours?: Readonly<Record<string, string>>;
+  readonly item: SlideItem;
+  /** Called with the annotation host once the first view is drawn, and with null when it goes. */
+  readonly onReady?: (host: AnnotationHost | null) => void;
+  /** Extra toolbar content (the annotation tools). */
+  readonly toolbar?: ReactNode;
 }
 
-const TOOL_KEYS: Readonly<Record<string, SlideTool>> = { v: 'pan', b: 'rectangle', p: 'polygon' };
 const SCALE_BAR_MAX_PX = 160;
 
-export function SlideViewer({ item, shapes, onShapesChange, activeLabel, labelColours }: SlideViewerProps) {
+export function SlideViewer({ item, onReady, toolbar }: SlideViewerProps) {
   const element = useRef<HTMLDivElement>(null);
   const adapter = useRef<OsdSlideAdapter | null>(null);
-  const lastEmitted = useRef<readonly Shape[] | null>(null);
-  const latest = useRef({ shapes, onShapesChange, activeLabel, labelColours });
-  latest.current = { shapes, onShapesChange, activeLabel, labelColours };
+  const ready = useRef(onReady);
+  ready.current = onReady;
   const [view, setView] = useState<SlideViewState>(EMPTY_SLIDE_STATE);
   const [cursor, setCursor] = useState<[number, number] | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
@@ -46,6 +44,7 @@ export function SlideViewer({ item, shapes, onShapesChange, activeLabel, labelCo
     if (!target) return undefined;
     const viewer = new OsdSlideAdapter(target);
     adapter.current = viewer;
+    const layer = new SlideAnnotationLayer(viewer);
     const publish = () =>
       publishSlide({
         state: viewer.state(),
@@ -64,48 +63,35 @@ export function SlideViewer({ item, shapes, onShapesChange, activeLabel, labelCo
       setView(state);
       publish();
     });
-    viewer.setActiveLabel(latest.current.activeLabel, latest.current.labelColours);
-    viewer.setShapes(latest.current.shapes);
-    lastEmitted.current = latest.current.shapes;
-    viewer.onShapesChange((next) => {
-      lastEmitted.current = next;
-      publish();
-      latest.current.onShapesChange(next);
-    });
     setFailure(null);
-    viewer.load(item).catch((error: unknown) => setFailure(String(error)));
+    viewer
+      .load(item)
+      .then(() => {
+        // A slide has one plane: slice 0 is always shown.
+        if (adapter.current === viewer) ready.current?.({ annotations: layer, setSlice: () => undefined });
+      })
+      .catch((error: unknown) => setFailure(String(error)));
     return () => {
+      ready.current?.(null);
       unsubscribe();
+      layer.destroy();
       viewer.destroy();
       adapter.current = null;
       publishSlide(null);
     };
   }, [item]);
 
-  useEffect(() => {
-    // Shapes from outside (loaded, restored, undone): show them. Our own changes come back
-    // as the same array and are already on screen.
-    if (shapes !== lastEmitted.current) {
-      lastEmitted.current = shapes;
-      adapter.current?.setShapes(shapes);
-    }
-  }, [shapes]);
-
-  useEffect(() => {
-    adapter.current?.setActiveLabel(activeLabel, labelColours);
-  }, [activeLabel, labelColours]);
-
   const onKeyDown = (event: KeyboardEvent<HTMLDivElement>) => {
     const viewer = adapter.current;
     if (!viewer || event.ctrlKey || event.metaKey || event.altKey) return;
-    const tool = TOOL_KEYS[event.key];
-    if (tool) viewer.setTool(tool);
-    else if (event.key === 'Escape') viewer.cancelDrawing();
-    else if (event.key === 'Delete' || event.key === 'Backspace') viewer.deleteSelected();
-    else if (event.key === '+' || event.key === '=') viewer.zoomBy(1.5);
+    // Tools, Delete, undo and class hotkeys (1-9) are the workspace's (they bubble to it).
+    if (event.key === 'Escape') {
+      viewer.cancelDrawing();
+      return;
+    }
+    if (event.key === '+' || event.key === '=') viewer.zoomBy(1.5);
     else if (event.key === '-') viewer.zoomBy(1 / 1.5);
     else if (event.key === '0') viewer.resetView();
-    else if (event.key === '1') viewer.zoomToNative();
     else return;
     event.preventDefault();
     event.stopPropagation();
@@ -120,23 +106,9 @@ export function SlideViewer({ item, shapes, onShapesChange, activeLabel, labelCo
   };
 
   const bar = scaleBar(item.spacingMm?.[0] ?? null, view.imageZoom, SCALE_BAR_MAX_PX);
-  const toolButton = (tool: SlideTool, text: string, key: string) => (
-    <button
-      type="button"
-      data-tool={tool}
-      aria-pressed={view.tool === tool}
-      title={`${text} (${key})`}
-      onClick={() => adapter.current?.setTool(tool)}
-    >
-      {text}
-    </button>
-  );
   return (
     <div className="viewer slide-viewer" data-item-id={item.id}>
       <div className="toolbar slide-toolbar" role="toolbar" aria-label="Slide tools">
-        {toolButton('pan', 'Pan', 'v')}
-        {toolButton('rectangle', 'Rectangle', 'b')}
-        {toolButton('polygon', 'Polygon', 'p')}
         <button type="button" onClick={() => adapter.current?.zoomBy(1.5)} title="Zoom in (+)">
           +
         </button>
@@ -147,19 +119,13 @@ export function SlideViewer({ item, shapes, onShapesChange, activeLabel, labelCo
           Fit
         </button>
         {item.slide?.objectivePower ? (
-          <button type="button" onClick={() => adapter.current?.zoomToNative()} title="Level-0 pixels 1:1 (1)">
+          <button type="button" onClick={() => adapter.current?.zoomToNative()} title="Level-0 pixels 1:1">
             {`${formatMagnification(item.slide.objectivePower)} (1:1)`}
           </button>
         ) : null}
-        <button type="button" onClick={() => adapter.current?.deleteSelected()} title="Delete the selected shape (Del)">
-          Delete
-        </button>
-        <span className="muted hint">
-          <span className="slide-label-swatch" style={{ background: activeLabel.colour }} />
-          {activeLabel.key || 'no label'} · wheel: zoom · drag: pan (Pan tool) · polygon: click
-          vertices, double-click to close · Esc: cancel
-        </span>
+        <span className="muted hint">wheel or + −: zoom · drag: pan (Navigate tool) · 0: fit · polygon: click vertices, double-click to close · Esc: cancel</span>
       </div>
+      {toolbar}
       <div className="slide-stage">
         <div
           id="slide-viewport"

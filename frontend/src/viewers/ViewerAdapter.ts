@@ -1,6 +1,6 @@
 // The one interface the rest of the app uses to show an item. Implementations own an
 // element and a viewer library (Cornerstone3D for radiology; OpenSeadragon + Annotorious
-// for slides and photos later) and are the ONLY modules importing those libraries.
+// for slides and photos: ./slide/OsdSlideAdapter.ts, hosted by SlideViewer) and are the ONLY modules importing those libraries.
 //
 // Coordinates at this boundary are ours: image-index (i = column, j = row, k = slice), voxel
 // centres at integers, patient mm via the item's geometry (see ./geometry.ts). Canvas
@@ -37,7 +37,15 @@ export interface PixelProbe {
   readonly value: number | null;
 }
 
-export interface ViewerAdapter {
+/** What the annotation workspace needs of a viewer: its annotation layer and a way to show
+ * a shape's slice. Every ViewerAdapter is one; the slide viewer hands out its own. */
+export interface AnnotationHost {
+  /** Drawing and showing annotations, where the viewer supports them. */
+  readonly annotations?: AnnotationLayer;
+  setSlice(k: number): void;
+}
+
+export interface ViewerAdapter extends AnnotationHost {
   /** Show `item`; resolves once its first slice is drawn. */
   load(item: Item): Promise<void>;
   setSlice(k: number): void;

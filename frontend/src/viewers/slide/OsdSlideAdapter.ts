@@ -100,6 +100,7 @@ export class OsdSlideAdapter {
   private readonly listeners = new Set<(s: SlideViewState) => void>();
   private shapes: readonly Shape[] = [];
   private shapesListener: ((shapes: readonly Shape[]) => void) | null = null;
+  private selectionListener: ((id: string | null) => void) | null = null;
   private activeLabel: ActiveLabel = { key: '', colour: FALLBACK_COLOUR };
   private colours: Readonly<Record<string, string>> = {};
   private destroyed = false;
@@ -146,6 +147,7 @@ export class OsdSlideAdapter {
     anno.on('createAnnotation', (a) => this.onAnnotatorChange(a as unknown as W3CAnnotation));
     anno.on('updateAnnotation', (a) => this.onAnnotatorChange(a as unknown as W3CAnnotation));
     anno.on('deleteAnnotation', (a) => this.removeShape((a as unknown as W3CAnnotation).id));
+    anno.on('selectionChanged', (selected) => this.selectionListener?.(selected[0]?.id ?? null));
     this.pushShapesToAnnotator();
 
     const refresh = () => this.refreshView();
@@ -234,6 +236,21 @@ export class OsdSlideAdapter {
     this.shapesListener = listener;
   }
 
+  /** Called with the id of the shape the user selects (null: none). */
+  onSelectionChange(listener: ((id: string | null) => void) | null): void {
+    this.selectionListener = listener;
+  }
+
+  /** Select a shape (editable), or none. */
+  select(id: string | null): void {
+    const anno = this.anno;
+    if (!anno) return;
+    const current = anno.getSelected()[0]?.id ?? null;
+    if (current === id) return;
+    if (id === null || !anno.getAnnotationById(id)) anno.cancelSelected();
+    else anno.setSelected(id, true);
+  }
+
   /** Delete the selected shape, if any. */
   deleteSelected(): void {
     const anno = this.anno;
@@ -281,6 +298,7 @@ export class OsdSlideAdapter {
     this.destroyed = true;
     this.listeners.clear();
     this.shapesListener = null;
+    this.selectionListener = null;
     try {
       this.anno?.destroy();
     } finally {
