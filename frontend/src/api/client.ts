@@ -30,6 +30,11 @@ export class ApiError extends Error {
   }
 }
 
+/** The CSRF header for a state-changing request made outside openapi-fetch. */
+export function csrfHeaders(): Record<string, string> {
+  return csrfToken !== null ? { 'X-CSRF-Token': csrfToken } : {};
+}
+
 const csrf: Middleware = {
   onRequest({ request }) {
     if (csrfToken !== null && !SAFE_METHODS.has(request.method.toUpperCase())) {

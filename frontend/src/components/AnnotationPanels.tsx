@@ -52,6 +52,8 @@ const TOOLS: readonly (readonly [DrawTool, string, string])[] = [
   ['polygon', 'Polygon', 'p'],
   ['polyline', 'Polyline', 'l'],
   ['point', 'Point', 'k'],
+  ['brush', 'Brush', 'r'],
+  ['eraser', 'Eraser', 'e'],
 ];
 
 /** Every drawing tool (the radiology viewer has them all). */

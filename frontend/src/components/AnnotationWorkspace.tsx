@@ -6,6 +6,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 
+import { getMaskSlices, hasMask, interpolateMask, putMaskSlice } from '../api/masks';
 import { annotationSetApi, fetchLabelSchema, fetchSetHead, openAnnotationSet } from '../api/annotations';
 import type { Item } from '../api/items';
 import { type AutosaveState, AutosaveController, type Clock } from '../state/autosave';
@@ -90,6 +91,22 @@ function useAnnotationSession(itemId: number, schema: LabelSchema | undefined) {
   return { session, error };
 }
 
+/** The label map the brush paints (one semantic uint8 mask per set). */
+const MASK_ID = 'labelmap';
+
+const MASK_STATUS: Readonly<Record<string, string>> = {
+  loading: 'loading…',
+  saved: 'saved',
+  saving: 'saving…',
+  error: 'not saved',
+};
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 const EMPTY_SNAPSHOT: StoreSnapshot = { shapes: [], selected: null, canUndo: false, canRedo: false, version: 0 };
 const noop = (): (() => void) => () => undefined;
 
@@ -131,10 +148,116 @@ export function AnnotationWorkspace({ item, slug, viewer, tools = ALL_TOOLS }: A
   const [help, setHelp] = useState(false);
   const [notice, setNotice] = useState<string | null>(null);
   const layer = adapter?.annotations ?? null;
+  const masks = adapter?.masks ?? null;
+  const [brushSize, setBrushSize] = useState(10);
+  const [maskState, setMaskState] = useState<{ status: string; saves: number; message: string | null }>({
+    status: 'none',
+    saves: 0,
+    message: null,
+  });
+  /** what the server has of each slice (the baseline a stroke is compared with) */
+  const maskSaved = useRef<Map<number, Uint8Array>>(new Map());
 
   const classes = useMemo(() => new Map((schema?.classes ?? []).map((c) => [c.key, c])), [schema]);
   const latest = useRef({ active, classes, store });
   latest.current = { active, classes, store };
+  const activeClass = active ? classes.get(active) : undefined;
+  const maskValue = activeClass && activeClass.kinds.includes('mask') && activeClass.value > 0 ? activeClass.value : null;
+
+  // The label map: load the saved slices, show each mask class in its colour.
+  useEffect(() => {
+    if (!masks || !session || !schema) return undefined;
+    let cancelled = false;
+    for (const c of schema.classes) if (c.kinds.includes('mask')) masks.setColor(c.value, c.color);
+    setMaskState((m) => ({ ...m, status: 'loading' }));
+    (async () => {
+      const data = (await hasMask(session.setId, MASK_ID))
+        ? await getMaskSlices(session.setId, MASK_ID, 0, masks.sliceCount)
+        : null;
+      if (cancelled) return;
+      const n = masks.rows * masks.columns;
+      const saved = new Map<number, Uint8Array>();
+      for (let k = 0; k < masks.sliceCount; k += 1) {
+        const slice = data ? data.slice(k * n, (k + 1) * n) : new Uint8Array(n);
+        if (data) masks.setSlice(k, slice);
+        saved.set(k, slice);
+      }
+      maskSaved.current = saved;
+      setMaskState((m) => ({ ...m, status: 'saved', message: null }));
+    })().catch((e: unknown) => {
+      if (!cancelled) setMaskState((m) => ({ ...m, status: 'error', message: String(e) }));
+    });
+    return () => {
+      cancelled = true;
+    };
+  }, [masks, session, schema]);
+
+  // A finished stroke: save the slices that differ from the server's.
+  useEffect(() => {
+    if (!masks || !session) return undefined;
+    const saveChanged = async (): Promise<void> => {
+      const changed: number[] = [];
+      for (let k = 0; k < masks.sliceCount; k += 1) {
+        const now = masks.getSlice(k);
+        const before = maskSaved.current.get(k);
+        if (!before || !sameBytes(now, before)) changed.push(k);
+      }
+      if (!changed.length) return;
+      setMaskState((m) => ({ ...m, status: 'saving' }));
+      try {
+        for (const k of changed) {
+          const data = masks.getSlice(k);
+          const outcome = await session.saver.exclusive(async (revision) => {
+            const result = await putMaskSlice(session.setId, MASK_ID, k, data, revision);
+            return { revision: result.type === 'saved' ? result.revision : null, value: result };
+          });
+          if (outcome.type !== 'saved') {
+            throw new Error(outcome.type === 'conflict' ? 'The set changed elsewhere; reload to paint.' : outcome.message);
+          }
+          maskSaved.current.set(k, data);
+        }
+        setMaskState((m) => ({ status: 'saved', saves: m.saves + 1, message: null }));
+      } catch (e) {
+        setMaskState((m) => ({ ...m, status: 'error', message: e instanceof Error ? e.message : String(e) }));
+      }
+    };
+    return masks.onStrokeEnd(() => void saveChanged());
+  }, [masks, session]);
+
+  useEffect(() => {
+    if (masks && maskValue !== null) masks.setValue(maskValue);
+  }, [masks, maskValue]);
+
+  useEffect(() => {
+    masks?.setBrushSize(brushSize);
+  }, [masks, brushSize]);
+
+  const interpolate = useCallback(async () => {
+    if (!masks || !session) return;
+    if (maskValue === null) {
+      setNotice('Pick a class that allows masks first.');
+      return;
+    }
+    setMaskState((m) => ({ ...m, status: 'saving' }));
+    try {
+      const outcome = await session.saver.exclusive(async (revision) => {
+        const result = await interpolateMask(session.setId, MASK_ID, maskValue, revision);
+        return { revision: result.type === 'saved' ? result.revision : null, value: result };
+      });
+      if (outcome.type !== 'saved') {
+        throw new Error(outcome.type === 'conflict' ? 'Nothing to fill, or the set changed elsewhere.' : outcome.message);
+      }
+      for (const k of outcome.changedSlices) {
+        const data = await getMaskSlices(session.setId, MASK_ID, k, 1);
+        if (!data) continue;
+        masks.setSlice(k, data);
+        maskSaved.current.set(k, data);
+      }
+      setMaskState((m) => ({ status: 'saved', saves: m.saves + 1, message: null }));
+    } catch (e) {
+      setMaskState((m) => ({ ...m, status: 'error', message: e instanceof Error ? e.message : String(e) }));
+    }
+  }, [masks, session, maskValue]);
 
   // Gestures in the viewer become store commands.
   useEffect(() => {
@@ -182,8 +305,10 @@ export function AnnotationWorkspace({ item, slug, viewer, tools = ALL_TOOLS }: A
   }, [layer, schema, classes, snapshot, hidden]);
 
   useEffect(() => {
-    layer?.setTool(tool);
-  }, [layer, tool]);
+    // The brush paints only with a class that allows masks.
+    layer?.setTool(tool === 'brush' && maskValue === null ? 'navigate' : tool);
+    if (tool === 'brush' && maskValue === null) setNotice('Pick a class that allows masks to paint.');
+  }, [layer, tool, maskValue]);
 
   const problems = useMemo(
     () => (schema ? documentProblems(snapshot.shapes, schema) : []),
@@ -208,10 +333,13 @@ export function AnnotationWorkspace({ item, slug, viewer, tools = ALL_TOOLS }: A
             tool,
             activeClass: active,
             layerReady: layer !== null,
+            maskStatus: masks ? maskState.status : 'none',
+            maskSaves: maskState.saves,
+            brushSize,
           }
         : null,
     );
-  }, [session, saveState, snapshot, tool, active, layer]);
+  }, [session, saveState, snapshot, tool, active, layer, masks, maskState, brushSize]);
   useEffect(() => () => publishAnnotations(null), []);
 
   const pickClass = useCallback(
@@ -272,6 +400,9 @@ export function AnnotationWorkspace({ item, slug, viewer, tools = ALL_TOOLS }: A
         case 'help':
           setHelp((h) => !h);
           break;
+        case 'brushSize':
+          setBrushSize((size) => Math.max(1, Math.min(100, size + action.delta * 2)));
+          break;
       }
       event.preventDefault();
     };
@@ -311,6 +442,17 @@ export function AnnotationWorkspace({ item, slug, viewer, tools = ALL_TOOLS }: A
         ) : (
           <RadiologyViewer item={item} onReady={setAdapter} toolbar={toolbar} />
         )}
+        {masks && saveState ? (
+          <div className="toolbar" id="mask-tools" data-status={maskState.status}>
+            <span>
+              Mask: brush {brushSize} px ([ / ]) · {MASK_STATUS[maskState.status] ?? maskState.status}
+            </span>
+            <button id="interpolate" type="button" onClick={() => void interpolate()} title="Fill the slices between painted ones">
+              Interpolate
+            </button>
+            {maskState.message ? <span className="error">{maskState.message}</span> : null}
+          </div>
+        ) : null}
         {notice ? (
           <p className="notice" role="status" id="annotation-notice">
             {notice}

@@ -91,6 +91,32 @@ describe('AutosaveController', () => {
     vi.useRealTimers();
   });
 
+  it('shares the revision with other writes (masks): exclusive() runs between shape saves', async () => {
+    const server = new FakeServer();
+    const { store, saver } = setUp(server);
+    await startWith(server, saver);
+    const seen: number[] = [];
+    const mask = saver.exclusive(async (revision) => {
+      seen.push(revision);
+      await Promise.resolve();
+      server.revision += 1; // the mask write moves the set's revision
+      return { revision: server.revision, value: 'ok' };
+    });
+    await expect(mask).resolves.toBe('ok');
+    expect(seen).toEqual([0]);
+    expect(saver.state().revision).toBe(1);
+    store.add(box('a'));
+    await vi.advanceTimersByTimeAsync(900);
+    // The shape save builds on the mask write's revision: no conflict.
+    expect(server.saves.map((s) => s.base)).toEqual([1]);
+    expect(saver.state()).toMatchObject({ status: 'saved', revision: 2 });
+    await saver.exclusive(async (revision) => {
+      seen.push(revision);
+      return { revision: null, value: null };
+    });
+    expect(seen).toEqual([0, 2]);
+  });
+
   it('debounces: one PUT 800 ms after the last change, with If-Match of the last revision', async () => {
     const server = new FakeServer();
     const { store, saver } = setUp(server);

@@ -103,6 +103,9 @@ export class AutosaveController {
   };
   private timer: unknown = null;
   private inFlight = false;
+  private exclusiveBusy = false;
+  private deferredSave = false;
+  private exclusiveTail: Promise<void> = Promise.resolve();
   private again = false;
   private failures = 0;
   private dirtySince: number | null = null;
@@ -162,6 +165,41 @@ export class AutosaveController {
     return this.save();
   }
 
+  /**
+   * Run another write that moves the set's revision (a mask write, an interpolation) between
+   * shape saves: it waits for a shape save in flight, gets the current revision and returns
+   * the new one (or null when nothing changed). Writes run one at a time, in order, and the
+   * shape saves go on from the new revision.
+   */
+  exclusive<T>(write: (revision: number) => Promise<{ readonly revision: number | null; readonly value: T }>): Promise<T> {
+    const run = async (): Promise<T> => {
+      while (this.inFlight) {
+        await new Promise<void>((resolve) => this.options.clock.setTimeout(resolve, 25));
+      }
+      this.exclusiveBusy = true;
+      try {
+        const { revision, value } = await write(this.base.revision);
+        if (revision !== null && revision > this.base.revision) {
+          this.base = { ...this.base, revision };
+          this.update({ revision });
+        }
+        return value;
+      } finally {
+        this.exclusiveBusy = false;
+        if (this.deferredSave && !this.disposed) {
+          this.deferredSave = false;
+          void this.save();
+        }
+      }
+    };
+    const result = this.exclusiveTail.then(run);
+    this.exclusiveTail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  }
+
   dispose(): void {
     this.disposed = true;
     this.cancelTimer();
@@ -206,6 +244,10 @@ export class AutosaveController {
 
   private async save(): Promise<void> {
     if (this.disposed) return;
+    if (this.exclusiveBusy) {
+      this.deferredSave = true;
+      return;
+    }
     if (this.inFlight) {
       this.again = true;
       return;

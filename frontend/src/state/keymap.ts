@@ -8,6 +8,7 @@ export type KeyAction =
   | { readonly type: 'delete' }
   | { readonly type: 'deselect' }
   | { readonly type: 'help' }
+  | { readonly type: 'brushSize'; readonly delta: number }
   | { readonly type: 'class'; readonly hotkey: string };
 
 export const TOOL_KEYS: Readonly<Record<string, DrawTool>> = {
@@ -16,6 +17,8 @@ export const TOOL_KEYS: Readonly<Record<string, DrawTool>> = {
   p: 'polygon',
   l: 'polyline',
   k: 'point',
+  r: 'brush',
+  e: 'eraser',
 };
 
 export interface KeyLike {
@@ -36,6 +39,7 @@ export function actionForKey(event: KeyLike, hotkeys: ReadonlySet<string>): KeyA
   }
   if (event.altKey) return null;
   if (event.key === '?') return { type: 'help' };
+  if (event.key === '[' || event.key === ']') return { type: 'brushSize', delta: event.key === ']' ? 1 : -1 };
   if (key === 'Delete' || key === 'Backspace') return { type: 'delete' };
   if (key === 'Escape') return { type: 'deselect' };
   if (hotkeys.has(key)) return { type: 'class', hotkey: key };
@@ -50,12 +54,14 @@ export const KEY_HELP: readonly (readonly [string, string])[] = [
   ['p', 'polygon (freehand: drag around the outline)'],
   ['l', 'polyline (freehand, open)'],
   ['k', 'landmark point'],
+  ['r / e', 'brush / eraser on the mask (pick a mask class first)'],
+  ['[ / ]', 'smaller / larger brush'],
   ['1 … 9', 'pick the class with that hotkey'],
   ['click a shape', 'select it; drag it or its handles to edit'],
   ['Delete / Backspace', 'delete the selected shape'],
   ['Escape', 'deselect'],
   ['Ctrl+Z / Ctrl+Shift+Z, Ctrl+Y', 'undo / redo'],
   ['↑ ↓, wheel, PageUp/PageDown', 'previous / next slice'],
-  ['a / r', 'automatic window / reset the view'],
+  ['a / 0', 'automatic window / reset the view'],
   ['?', 'this help'],
 ];

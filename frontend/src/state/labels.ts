@@ -24,6 +24,8 @@ export interface LabelClass {
   readonly hotkey: string | null;
   readonly kinds: readonly string[];
   readonly attributes: readonly AttributeSpec[];
+  /** the class's voxel value in semantic masks (0 when the schema gave none) */
+  readonly value: number;
 }
 
 export interface LabelSchema {
@@ -74,6 +76,7 @@ export function parseSchema(value: unknown): LabelSchema {
         hotkey: typeof o.hotkey === 'string' && o.hotkey ? o.hotkey : null,
         kinds: Array.isArray(o.kinds) ? o.kinds.map(String) : [],
         attributes: Array.isArray(o.attributes) ? o.attributes.map(parseAttribute) : [],
+        value: typeof o.value === 'number' ? o.value : 0,
       };
     }),
   };

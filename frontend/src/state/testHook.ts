@@ -16,6 +16,10 @@ export interface AnnotationsHook {
   readonly tool: string;
   readonly activeClass: string | null;
   readonly layerReady: boolean;
+  /** the label map: 'none' (no viewer support), 'loading', 'saved', 'saving' or 'error' */
+  readonly maskStatus: string;
+  readonly maskSaves: number;
+  readonly brushSize: number;
 }
 
 export function publishAnnotations(state: AnnotationsHook | null): void {

@@ -64,7 +64,7 @@ export function RadiologyViewer({ item, onReady, toolbar }: RadiologyViewerProps
     if (step !== undefined) viewer.scrollSlices(step);
     else if (event.key === 'Home') viewer.setSlice(0);
     else if (event.key === 'End') viewer.setSlice(view.sliceCount - 1);
-    else if (event.key === 'r') viewer.resetView();
+    else if (event.key === '0') viewer.resetView();
     else if (event.key === 'a') viewer.setAutoWindow();
     else return;
     event.preventDefault();

@@ -42,6 +42,8 @@ export interface PixelProbe {
 export interface AnnotationHost {
   /** Drawing and showing annotations, where the viewer supports them. */
   readonly annotations?: AnnotationLayer;
+  /** Painting a label map (brush, eraser), where the viewer supports it. */
+  readonly masks?: MaskLayer;
   setSlice(k: number): void;
 }
 
@@ -71,7 +73,7 @@ export interface ViewerAdapter extends AnnotationHost {
 }
 
 /** What the primary mouse button does. */
-export type DrawTool = 'navigate' | 'box' | 'polygon' | 'polyline' | 'point';
+export type DrawTool = 'navigate' | 'box' | 'polygon' | 'polyline' | 'point' | 'brush' | 'eraser';
 
 export interface ShapeStyle {
   readonly color: string;
@@ -95,6 +97,24 @@ export interface AnnotationLayer {
     selected: string | null,
   ): void;
   onShapeEvent(listener: (event: ShapeEvent) => boolean | void): () => void;
+}
+
+/** A semantic label map over the item's slices (uint8, rows x columns per slice). */
+export interface MaskLayer {
+  readonly rows: number;
+  readonly columns: number;
+  readonly sliceCount: number;
+  /** The value the brush paints (a class's mask value). */
+  setValue(value: number): void;
+  /** Display colour of a value. */
+  setColor(value: number, color: string): void;
+  setBrushSize(px: number): void;
+  /** A copy of slice k. */
+  getSlice(k: number): Uint8Array;
+  /** Replace slice k (e.g. loaded from the server) and redraw. */
+  setSlice(k: number, data: Uint8Array): void;
+  /** Called when a brush or eraser stroke ends. */
+  onStrokeEnd(listener: () => void): () => void;
 }
 
 export const EMPTY_VIEW_STATE: ViewState = {

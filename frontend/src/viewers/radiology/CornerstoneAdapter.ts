@@ -29,6 +29,7 @@ import { indexToPatient, patientToIndex, sliceOffsetMm, voxelAt } from '../geome
 import {
   EMPTY_VIEW_STATE,
   type AnnotationLayer,
+  type MaskLayer,
   type PixelProbe,
   type ViewState,
   type ViewerAdapter,
@@ -36,6 +37,7 @@ import {
 import { type Window, type WindowPreset, autoWindow, presetsFor } from '../windowing';
 import { CornerstoneAnnotationLayer, addDrawingTools, registerDrawingTools } from './annotationLayer';
 import { FrameStore } from './frames';
+import { CornerstoneMaskLayer, addMaskTools, registerMaskTools } from './maskLayer';
 import { imageIdFor, registerImageSource, registerItem, unregisterItem } from './imageSource';
 
 let initialised: Promise<void> | null = null;
@@ -47,6 +49,7 @@ function initCornerstone(): Promise<void> {
     initTools();
     for (const tool of [WindowLevelTool, PanTool, ZoomTool, StackScrollTool]) addTool(tool);
     registerDrawingTools();
+    registerMaskTools();
     registerImageSource();
   })();
   return initialised;
@@ -65,12 +68,18 @@ export class CornerstoneAdapter implements ViewerAdapter {
   private readonly cleanups: (() => void)[] = [];
   private destroyed = false;
   private layer: CornerstoneAnnotationLayer | null = null;
+  private maskLayer: CornerstoneMaskLayer | null = null;
 
   constructor(private readonly element: HTMLDivElement) {}
 
   /** Drawing and showing annotations; set once load() has set up the viewport. */
   get annotations(): AnnotationLayer | undefined {
     return this.layer ?? undefined;
+  }
+
+  /** The label map (brush, eraser); set once load() has set it up. */
+  get masks(): MaskLayer | undefined {
+    return this.maskLayer ?? undefined;
   }
 
   async load(item: Item): Promise<void> {
@@ -117,6 +126,30 @@ export class CornerstoneAdapter implements ViewerAdapter {
     this.viewport.setProperties({ voiRange: toRange(window) });
     this.viewport.render();
     void this.prefetch(ids, start);
+    await this.setUpMasks(group, ids);
+  }
+
+  private async setUpMasks(group: ReturnType<CornerstoneAdapter['setUpTools']>, ids: string[]): Promise<void> {
+    const item = this.item;
+    const viewport = this.viewport;
+    if (!item || !viewport || this.destroyed) return;
+    try {
+      const masks = new CornerstoneMaskLayer(viewport, group, item.pixel.rows, item.pixel.columns, ids.length);
+      await masks.init(ids);
+      if (this.destroyed) {
+        masks.destroy();
+        return;
+      }
+      this.maskLayer = masks;
+      const layer = this.layer;
+      if (layer) {
+        layer.maskTool = (tool) => masks.setActive(tool);
+        layer.setTool(layer.currentTool());
+      }
+      this.update({});
+    } catch (error) {
+      this.update({ error: `Label map unavailable: ${String(error)}` });
+    }
   }
 
   setSlice(k: number): void {
@@ -201,6 +234,8 @@ export class CornerstoneAdapter implements ViewerAdapter {
     for (const cleanup of this.cleanups.splice(0)) cleanup();
     this.layer?.destroy();
     this.layer = null;
+    this.maskLayer?.destroy();
+    this.maskLayer = null;
     if (ToolGroupManager.getToolGroup(this.id)) ToolGroupManager.destroyToolGroup(this.id);
     this.engine?.destroy();
     this.engine = null;
@@ -233,6 +268,7 @@ export class CornerstoneAdapter implements ViewerAdapter {
       bindings: [{ mouseButton: MouseBindings.Wheel }],
     });
     addDrawingTools(group);
+    addMaskTools(group);
     return group;
   }
 

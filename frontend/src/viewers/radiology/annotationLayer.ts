@@ -34,7 +34,7 @@ export class PolylineTool extends PlanarFreehandROITool {
 type ToolGroup = NonNullable<ReturnType<typeof ToolGroupManager.getToolGroup>>;
 type CsAnnotation = NonNullable<ReturnType<typeof csAnnotation.state.getAnnotation>>;
 
-const TOOL_FOR: Readonly<Record<Exclude<DrawTool, 'navigate'>, string>> = {
+const TOOL_FOR: Readonly<Record<Exclude<DrawTool, 'navigate' | 'brush' | 'eraser'>, string>> = {
   box: RectangleROITool.toolName,
   polygon: PlanarFreehandROITool.toolName,
   polyline: PolylineTool.toolName,
@@ -100,6 +100,8 @@ export class CornerstoneAnnotationLayer implements AnnotationLayer {
   private readonly listeners = new Set<(event: ShapeEvent) => boolean | void>();
   private readonly cleanups: (() => void)[] = [];
   private tool: DrawTool = 'navigate';
+  /** Set by the adapter once its label map is ready: activates the brush or eraser. */
+  maskTool: ((tool: 'brush' | 'eraser' | null) => void) | null = null;
   private syncing = false;
   private selected: string | null = null;
 
@@ -125,8 +127,13 @@ export class CornerstoneAnnotationLayer implements AnnotationLayer {
     const { MouseBindings } = ToolEnums;
     const primary = [{ mouseButton: MouseBindings.Primary }];
     for (const name of Object.values(TOOL_FOR)) this.group.setToolPassive(name);
+    this.maskTool?.(null);
     if (tool === 'navigate') {
       this.group.setToolActive(WindowLevelTool.toolName, { bindings: primary });
+    } else if (tool === 'brush' || tool === 'eraser') {
+      this.group.setToolPassive(WindowLevelTool.toolName);
+      if (this.maskTool) this.maskTool(tool);
+      else this.group.setToolActive(WindowLevelTool.toolName, { bindings: primary });
     } else {
       this.group.setToolPassive(WindowLevelTool.toolName);
       this.group.setToolActive(TOOL_FOR[tool], { bindings: primary });
