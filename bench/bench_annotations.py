@@ -84,7 +84,7 @@ from bench_api import (
     pg_scratch_database,
     versions,
 )
-from bench_imaging import code_version
+from bench_imaging import code_version, netns_usable, reexec_in_netns
 from loadgen import Request, Result, Target, merge, run
 
 HOST = "127.0.0.1"
@@ -1471,25 +1471,12 @@ def enter_netns(mode: str, argv: Sequence[str], databases: Sequence[str]) -> str
             raise SystemExit("--netns on cannot reach a PostgreSQL server outside the namespace")
         log("# PostgreSQL is measured: no private network namespace (Label Studio binds 127.0.0.1)")
         return "none"
-    usable = (
-        os.geteuid() == 0
-        and shutil.which("unshare") is not None
-        and shutil.which("ip") is not None
-        and subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False).returncode
-        == 0
-    )
-    if not usable:
+    if not netns_usable():
         if mode == "on":
             raise SystemExit("--netns on: `unshare -n` (as root, with `ip`) is not available")
         log("# no private network namespace; both servers bind 127.0.0.1 only")
         return "none"
-    env = {**os.environ, NETNS_ENV: "1"}
-    script = 'ip link set lo up && exec "$0" "$@"'
-    cmd = ["unshare", "-n", "sh", "-c", script, sys.executable, str(Path(__file__)), *argv]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execvpe("unshare", cmd, env)  # noqa: S606 - fixed command, our own arguments
-    raise AssertionError("unreachable")
+    reexec_in_netns(Path(__file__), argv, NETNS_ENV)
 
 
 # ---- report -------------------------------------------------------------------------------------

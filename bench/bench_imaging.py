@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bench_api import BenchError, Server, conditions, free_port, medlabel_command, versions
 from loadgen import Request, Result, Target, merge, run
@@ -147,26 +147,35 @@ def enter_netns(mode: str, argv: Sequence[str]) -> str:
         return "netns"
     if mode == "off":
         return "none"
-    usable = (
+    if not netns_usable():
+        if mode == "on":
+            raise SystemExit("--netns on: `unshare -n` (as root, with `ip`) is not available")
+        log("# no private network namespace: Orthanc will listen on all interfaces (loopback-only")
+        log("#   clients are enforced by RemoteAccessAllowed=false); use --netns off to silence")
+        return "none"
+    reexec_in_netns(Path(__file__), argv, NETNS_ENV)
+
+
+def netns_usable() -> bool:
+    """Whether this process may run itself again in a private network namespace."""
+    return (
         os.geteuid() == 0
         and shutil.which("unshare") is not None
         and shutil.which("ip") is not None
         and subprocess.run(["unshare", "-n", "true"], capture_output=True, check=False).returncode
         == 0
     )
-    if not usable:
-        if mode == "on":
-            raise SystemExit("--netns on: `unshare -n` (as root, with `ip`) is not available")
-        log("# no private network namespace: Orthanc will listen on all interfaces (loopback-only")
-        log("#   clients are enforced by RemoteAccessAllowed=false); use --netns off to silence")
-        return "none"
-    env = {**os.environ, NETNS_ENV: "1"}
-    script = 'ip link set lo up && exec "$0" "$@"'
-    cmd = ["unshare", "-n", "sh", "-c", script, sys.executable, str(Path(__file__)), *argv]
+
+
+def reexec_in_netns(script: Path, argv: Sequence[str], marker: str) -> NoReturn:
+    """Replace this process by ``script argv`` inside ``unshare -n`` with only ``lo`` up; the
+    environment variable ``marker`` tells the new process it is inside."""
+    env = {**os.environ, marker: "1"}
+    shell = 'ip link set lo up && exec "$0" "$@"'
+    cmd = ["unshare", "-n", "sh", "-c", shell, sys.executable, str(script), *argv]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvpe("unshare", cmd, env)  # noqa: S606 - fixed command, our own arguments
-    raise AssertionError("unreachable")
 
 
 # ---- the series -------------------------------------------------------------------------
